@@ -1,0 +1,260 @@
+"""The one base class every srhub model derives from.
+
+``SRModel`` joins ``torch.nn.Module`` with ``huggingface_hub.PyTorchModelHubMixin``
+and adds only what every architecture shares:
+
+* Hub metadata (library name, pipeline tag, tags, license) and a model-card
+  template read from ``model_cards/template.md``;
+* ``save_pretrained`` writing ``config.json`` with the architecture name and
+  every constructor argument, next to ``model.safetensors`` and a generated card;
+* strict, safe loading: safetensors only, every key and shape checked, clear
+  :class:`WeightsError` messages instead of the mixin's silent non-strict load;
+* a few declared properties (``scale``, ``size_multiple``, half/bf16 support)
+  that inference code reads instead of guessing.
+
+Subclasses set the class attributes ``architecture`` (registry name) and
+``paper``; generators set ``self.scale`` in their constructor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub.repocard_data import EvalResult
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be loaded into a model: unreadable, missing keys, extra keys or wrong shapes."""
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Where an architecture comes from; rendered into model cards and the README."""
+
+    title: str
+    authors: str
+    year: int
+    url: str
+    bibtex: str
+
+
+def _card_template() -> str:
+    return resources.files("srhub.model_cards").joinpath("template.md").read_text(encoding="utf-8")
+
+
+def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
+    """Raise :class:`WeightsError` unless ``state_dict`` fits ``model`` exactly (keys and shapes)."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong_shape = [
+        f"{key}: file has {tuple(state_dict[key].shape)}, model expects {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state_dict and state_dict[key].shape != expected[key].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(
+            f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}"
+        )
+    if wrong_shape:
+        problems.append(f"wrong shapes ({len(wrong_shape)}): {'; '.join(wrong_shape[:4])}")
+    if problems:
+        raise WeightsError(
+            f"weights from {source} do not fit {type(model).__name__} with this config: " + " | ".join(problems)
+        )
+
+
+def load_safetensors(model: nn.Module, path: str | os.PathLike, *, device: str | torch.device = "cpu") -> None:
+    """Load a ``.safetensors`` file into ``model`` strictly, with clear errors for bad files."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        state_dict = load_file(path, device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise WeightsError(f"{path} is not a readable safetensors file ({error})") from error
+    check_state_dict(model, state_dict, source=path)
+    model.load_state_dict(state_dict, strict=True)
+
+
+class SRModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="srhub",
+    pipeline_tag="image-to-image",
+    license="apache-2.0",
+    tags=["super-resolution", "srhub"],
+    repo_url="https://github.com/srhub/srhub",
+    model_card_template="{{ card_data }}",  # replaced by model_cards/template.md in generate_model_card
+):
+    """Base class of all srhub models (generators and discriminators)."""
+
+    architecture: ClassVar[str] = ""
+    paper: ClassVar[Paper]
+    #: True for super-resolution generators (``forward(lq) -> sr``), False for discriminators.
+    is_generator: ClassVar[bool] = True
+    #: Upscaling factors the architecture can be built for.
+    supported_scales: ClassVar[tuple[int, ...]] = (2, 3, 4)
+    #: Whether fp16 / bf16 inference is accurate for this architecture.
+    supports_half: ClassVar[bool] = True
+    supports_bfloat16: ClassVar[bool] = True
+
+    scale: int = 1
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be a multiple of this (inference pads to it)."""
+        return 1
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments plus the architecture name, as written to ``config.json``."""
+        return {**(self._hub_mixin_config or {}), "architecture": self.architecture}
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *,
+        config: dict | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs,
+    ) -> str | None:
+        """Write ``config.json``, ``model.safetensors`` and a generated ``README.md`` model card.
+
+        ``model_card_kwargs`` fills the card (``model_name``, ``summary``, ``weights_source``,
+        ``training``, ``results``, ``datasets``, ``repo_id``); the card is regenerated on every save.
+        """
+        save_directory = Path(save_directory)
+        config = {**(config if config is not None else self.config), "architecture": self.architecture}
+        card_kwargs = dict(model_card_kwargs or {})
+        card_kwargs.setdefault("model_name", save_directory.name)
+        card_kwargs.setdefault("repo_id", repo_id or card_kwargs["model_name"])
+        (save_directory / "README.md").unlink(missing_ok=True)
+        return super().save_pretrained(
+            save_directory,
+            config=config,
+            repo_id=repo_id,
+            push_to_hub=push_to_hub,
+            model_card_kwargs=card_kwargs,
+            **push_to_hub_kwargs,
+        )
+
+    def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs) -> str:
+        card_kwargs = {"repo_id": repo_id, "model_name": repo_id.split("/")[-1], **(model_card_kwargs or {})}
+        return super().push_to_hub(repo_id, model_card_kwargs=card_kwargs, **kwargs)
+
+    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+        """Render ``model_cards/template.md`` with this model's metadata and the given card fields."""
+        results = kwargs.pop("results", None) or []
+        datasets = kwargs.pop("datasets", None)
+        model_name = kwargs.pop("model_name", None) or f"{self.architecture}-x{self.scale}"
+        data = ModelCardData(**self._hub_mixin_info.model_card_data.to_dict())
+        if datasets:
+            data.datasets = list(datasets)
+        if results:
+            data.model_name = model_name
+            data.eval_results = [
+                EvalResult(
+                    task_type="image-to-image",
+                    task_name="Image Super-Resolution",
+                    dataset_type=row["dataset"].lower(),
+                    dataset_name=f"{row['dataset']} (x{row['scale']})",
+                    metric_type=metric,
+                    metric_name=f"{metric.upper()} (Y, border {row['scale']})",
+                    metric_value=row[metric],
+                )
+                for row in results
+                for metric in ("psnr", "ssim")
+                if metric in row
+            ]
+        paper = self.paper
+        context = {
+            "model_name": model_name,
+            "class_name": type(self).__name__,
+            "architecture": self.architecture,
+            "scale": self.scale,
+            "is_generator": self.is_generator,
+            "num_params": f"{self.num_parameters():,}",
+            "config_json": json.dumps(self.config, indent=2, sort_keys=True),
+            "paper_title": paper.title,
+            "paper_authors": paper.authors,
+            "paper_year": paper.year,
+            "paper_url": paper.url,
+            "bibtex": paper.bibtex.strip(),
+            "summary": (self.__doc__ or "").strip().split("\n\n")[0],
+            "weights_source": "not recorded: this folder was written by `save_pretrained` "
+            "without provenance information.",
+            "training": None,
+            "results": results,
+            "repo_id": model_name,
+            **kwargs,
+        }
+        return ModelCard.from_template(card_data=data, template_str=_card_template(), **context)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        config: dict | None = None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs,
+    ) -> "SRModel":
+        if not strict:
+            raise ValueError("srhub loads weights strictly; strict=False is not supported")
+        if config is None:
+            raise FileNotFoundError(f"no {CONFIG_NAME} found for {model_id!r}: not an srhub model folder or repo")
+        architecture = config.get("architecture")
+        if architecture is not None and architecture != cls.architecture:
+            raise WeightsError(
+                f"{model_id!r} holds a {architecture!r} model, not {cls.architecture!r} ({cls.__name__}); "
+                "load it with srhub.load() or the matching class"
+            )
+        unknown = sorted(set(config) - set(cls._hub_mixin_init_parameters) - {"architecture"})
+        if unknown:
+            raise ValueError(f"{CONFIG_NAME} of {model_id!r} has arguments {cls.__name__} does not take: {unknown}")
+        model = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            weights = os.path.join(model_id, WEIGHTS_NAME)
+        else:
+            weights = hf_hub_download(
+                repo_id=model_id,
+                filename=WEIGHTS_NAME,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                token=token,
+                local_files_only=local_files_only,
+            )
+        load_safetensors(model, weights, device=map_location)
+        return model.eval()
