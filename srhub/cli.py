@@ -19,8 +19,7 @@ def _run_models(args: argparse.Namespace) -> int:
     from .models import ARCHITECTURES
 
     for name, cls in sorted(ARCHITECTURES.items()):
-        kind = "generator" if cls.is_generator else "discriminator"
-        print(f"{name:24s} {cls.__name__:24s} {kind:13s} {cls.paper.year}  {cls.paper.title}")
+        print(f"{name:24s} {cls.__name__:24s} {cls.role:13s} {cls.paper.year}  {cls.paper.title}")
     return 0
 
 

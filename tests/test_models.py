@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import srhub
-from srhub.models import DISCRIMINATORS, MODELS, WeightsError
+from srhub.models import ARCHITECTURES, MODELS, WeightsError
 
 # Small configs so the whole registry runs in seconds. Every registered name needs an entry.
 TINY: dict[str, dict] = {
@@ -40,8 +40,8 @@ CASES = [(name, scale) for name, cls in MODELS.items() for scale in (2, 3, 4) if
 
 
 def test_every_model_has_tiny_config_and_paper_count():
-    assert set(MODELS) | set(DISCRIMINATORS) <= set(TINY)
-    assert set(MODELS) | set(DISCRIMINATORS) <= set(PAPER_PARAMS)
+    assert set(ARCHITECTURES) <= set(TINY)
+    assert set(ARCHITECTURES) <= set(PAPER_PARAMS)
 
 
 def test_unknown_name_lists_known_ones():
@@ -58,7 +58,7 @@ def test_default_construction_with_scale_keyword(name):
     assert model.config["architecture"] == name
 
 
-@pytest.mark.parametrize("name", sorted(set(MODELS) | set(DISCRIMINATORS)))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_parameter_count_matches_paper(name):
     kwargs, expected, tolerance = PAPER_PARAMS[name]
     model = srhub.get_model_class(name)(**kwargs)

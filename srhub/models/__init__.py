@@ -1,7 +1,8 @@
-"""The model registry: a plain dict from srhub's model names to classes.
+"""The model registry: plain dicts from srhub's model names to classes.
 
-``MODELS`` holds super-resolution generators (``forward(lq) -> sr``);
-``DISCRIMINATORS`` the adversarial critics used in GAN training.
+``MODELS`` holds super-resolution generators (``forward(lq) -> sr``),
+``DISCRIMINATORS`` the adversarial critics used in GAN training and
+``TEACHERS`` networks used only for distillation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ MODELS: dict[str, type[SRModel]] = {
 
 DISCRIMINATORS: dict[str, type[SRModel]] = {}
 
-ARCHITECTURES: dict[str, type[SRModel]] = {**MODELS, **DISCRIMINATORS}
+# Networks that only exist to train others (e.g. PISR's teacher, which sees the HR image).
+TEACHERS: dict[str, type[SRModel]] = {}
+
+ARCHITECTURES: dict[str, type[SRModel]] = {**MODELS, **DISCRIMINATORS, **TEACHERS}
 
 
 def get_model_class(name: str) -> type[SRModel]:
@@ -26,4 +30,4 @@ def get_model_class(name: str) -> type[SRModel]:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}") from None
 
 
-__all__ = ["ARCHITECTURES", "DISCRIMINATORS", "MODELS", "Paper", "SRModel", "WeightsError", "get_model_class", "SRCNN"]
+__all__ = ["ARCHITECTURES", "DISCRIMINATORS", "MODELS", "TEACHERS", "Paper", "SRModel", "WeightsError", "get_model_class", "SRCNN"]

@@ -107,8 +107,9 @@ class SRModel(
 
     architecture: ClassVar[str] = ""
     paper: ClassVar[Paper]
-    #: True for super-resolution generators (``forward(lq) -> sr``), False for discriminators.
-    is_generator: ClassVar[bool] = True
+    #: "generator" (``forward(lq) -> sr``), "discriminator" (``forward(image) -> logits``)
+    #: or "teacher" (``forward(gt) -> reconstruction``, for distillation).
+    role: ClassVar[str] = "generator"
     #: Upscaling factors the architecture can be built for.
     supported_scales: ClassVar[tuple[int, ...]] = (2, 3, 4)
     #: Whether fp16 / bf16 inference is accurate for this architecture.
@@ -196,7 +197,7 @@ class SRModel(
             "class_name": type(self).__name__,
             "architecture": self.architecture,
             "scale": self.scale,
-            "is_generator": self.is_generator,
+            "role": self.role,
             "num_params": f"{self.num_parameters():,}",
             "config_json": json.dumps(self.config, indent=2, sort_keys=True),
             "paper_title": paper.title,
