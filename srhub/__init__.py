@@ -2,6 +2,14 @@
 
 from .hub import load
 from .models import ARCHITECTURES, DISCRIMINATORS, MODELS, SRCNN, SRModel, WeightsError, get_model_class
+from .models import EBRN, ESPCN, FSRCNN, PISRTeacher, SRGANDiscriminator, SRResNet
+from .models import BSRN, BSRNS, RRDBNet, SRVGGNetCompact, UNetDiscriminatorSN, VGGStyleDiscriminator
+
+#: The SRGAN paper's generator; srhub's SRResNet is its BasicSR (MSRResNet) form.
+SRGAN = SRResNet
+#: ESRGAN's and Real-ESRGAN's generator is RRDBNet (Real-ESRGAN adds the x2 / x1 pixel-unshuffle input).
+ESRGAN = RRDBNet
+RealESRGAN = RRDBNet
 
 __version__ = "0.1.0"
 
@@ -10,7 +18,22 @@ __all__ = [
     "DISCRIMINATORS",
     "MODELS",
     "SRCNN",
+    "EBRN",
+    "ESPCN",
+    "FSRCNN",
+    "PISRTeacher",
+    "SRGAN",
+    "SRGANDiscriminator",
+    "SRResNet",
     "SRModel",
+    "BSRN",
+    "BSRNS",
+    "ESRGAN",
+    "RealESRGAN",
+    "RRDBNet",
+    "SRVGGNetCompact",
+    "UNetDiscriminatorSN",
+    "VGGStyleDiscriminator",
     "WeightsError",
     "get_model_class",
     "load",

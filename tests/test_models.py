@@ -14,15 +14,54 @@ from srhub.models import ARCHITECTURES, MODELS, WeightsError
 # Small configs so the whole registry runs in seconds. Every registered name needs an entry.
 TINY: dict[str, dict] = {
     "srcnn": dict(num_features=8, hidden_features=4),
+    "fsrcnn": dict(num_features=8, shrink_features=4, num_mapping_layers=2),
+    "espcn": dict(num_features=8, hidden_features=4),
+    "srresnet": dict(num_features=8, num_blocks=2),
+    "ebrn": dict(num_features=8, extraction_features=8, num_blocks=3),
+    "srgan-discriminator": dict(num_features=4, input_size=32),  # no scale: a discriminator
+    "pisr-teacher": dict(num_features=8, shrink_features=4, num_mapping_layers=2),
+    "rrdbnet": dict(num_features=8, num_blocks=1, growth_channels=4),
+    "srvggnet-compact": dict(num_features=8, num_convs=2),
+    "bsrn": dict(num_features=16, num_blocks=2),
+    "bsrn-s": dict(num_features=8, num_blocks=2),
+    "esrgan-discriminator": dict(num_features=4),  # no scale; input fixed at 128x128
+    "unet-discriminator-sn": dict(num_features=4),  # no scale; any size divisible by 8
 }
 
 # Parameter counts at each paper's (or reference release's) configuration: (constructor kwargs, expected, rel. tol.)
 PAPER_PARAMS: dict[str, tuple[dict, int, float]] = {
     # TPAMI paper, 9-5-5 on Y: 57,184 weights (+97 biases)
     "srcnn": (dict(scale=3), 57_281, 0.0),
+    # ECCV paper, 56-12-4 on Y: 12,464 weights; + 173 biases + 172 channel-wise PReLU slopes
+    "fsrcnn": (dict(scale=3), 12_464 + 173 + 172, 0.0),
+    # paper's (5,64)-(3,32)-3 on Y at x3 (no count printed): 1,664 + 18,464 + 2,601 with biases
+    "espcn": (dict(scale=3), 22_729, 0.0),
+    # BasicSR MSRResNet x4 (16 blocks, 64 features): the released checkpoint's tensor sizes sum to 1,517,571
+    "srresnet": (dict(scale=4), 1_517_571, 0.0),
+    # 7.63M usually quoted for EBRN x4; a third-party reimplementation prints 7,632,143 (ours + one 12-parameter
+    # mean-shift conv); the authors released no code
+    "ebrn": (dict(scale=4), 7_630_000, 0.001),
+    # Ledig et al. Fig. 4 at 96x96 (no count printed): convs 4,687,232 (BN-followed ones without bias, BN affine
+    # counted) + dense 512*6*6 -> 1024: 18,875,392 + dense 1024 -> 1: 1,025
+    "srgan-discriminator": (dict(), 23_563_649, 0.0),
+    # PISR reference code (lcscc encoder, k=1, FSRCNN 56-12-4 decoder on Y, shared PReLU slopes): 98,728;
+    # + 286 for channel-wise PReLU slopes (encoder 124, decoder 172 instead of 3 + 7 shared)
+    "pisr-teacher": (dict(scale=4), 98_728 + 286, 0.0),
+    # RealESRGAN_x4plus (23 RRDBs, 64 features, growth 32): the ncnn release's weight sizes sum to 16,697,987
+    "rrdbnet": (dict(scale=4), 16_697_987, 0.0),
+    # realesr-animevideov3 x4 (64 features, 16 convs, PReLU): the ncnn release's weight sizes sum to 621,424
+    "srvggnet-compact": (dict(scale=4), 621_424, 0.0),
+    # BSRN x4 reference release net_g_BSRN_x4.pth: 352,400 (paper: 352K)
+    "bsrn": (dict(scale=4), 352_400, 0.0),
+    # BSRN-S reference release net_g_BSRN-S.pth: 156,288 (paper: 156K)
+    "bsrn-s": (dict(scale=4), 156_288, 0.0),
+    # BasicSR VGGStyleDiscriminator(3, 64) for 128x128 (no count printed in the paper): 14,499,401
+    "esrgan-discriminator": (dict(), 14_499_401, 0.0),
+    # BasicSR UNetDiscriminatorSN(3, 64), as RealESRGAN_x4plus_netD.pth: 4,376,897 (weight_u/v are buffers)
+    "unet-discriminator-sn": (dict(), 4_376_897, 0.0),
 }
 
-DISCRIMINATOR_INPUT: dict[str, int] = {}
+DISCRIMINATOR_INPUT: dict[str, int] = {"esrgan-discriminator": 128, "unet-discriminator-sn": 32}
 
 
 def _tiny(name: str, scale: int) -> srhub.SRModel:

@@ -9,15 +9,40 @@ from __future__ import annotations
 
 from .base import Paper, SRModel, WeightsError
 from .srcnn import SRCNN
+from .ebrn import EBRN
+from .espcn import ESPCN
+from .fsrcnn import FSRCNN
+from .pisr import PISRTeacher
+from .srgan_discriminator import SRGANDiscriminator
+from .srresnet import SRResNet
+from .bsrn import BSRN, BSRNS
+from .rrdbnet import RRDBNet
+from .srvgg import SRVGGNetCompact
+from .unet_discriminator import UNetDiscriminatorSN
+from .vgg_discriminator import VGGStyleDiscriminator
 
 MODELS: dict[str, type[SRModel]] = {
     "srcnn": SRCNN,
+    "fsrcnn": FSRCNN,
+    "espcn": ESPCN,
+    "srresnet": SRResNet,
+    "ebrn": EBRN,
+    "rrdbnet": RRDBNet,
+    "srvggnet-compact": SRVGGNetCompact,
+    "bsrn": BSRN,
+    "bsrn-s": BSRNS,
 }
 
-DISCRIMINATORS: dict[str, type[SRModel]] = {}
+DISCRIMINATORS: dict[str, type[SRModel]] = {
+    "srgan-discriminator": SRGANDiscriminator,
+    "esrgan-discriminator": VGGStyleDiscriminator,
+    "unet-discriminator-sn": UNetDiscriminatorSN,
+}
 
 # Networks that only exist to train others (e.g. PISR's teacher, which sees the HR image).
-TEACHERS: dict[str, type[SRModel]] = {}
+TEACHERS: dict[str, type[SRModel]] = {
+    "pisr-teacher": PISRTeacher,
+}
 
 ARCHITECTURES: dict[str, type[SRModel]] = {**MODELS, **DISCRIMINATORS, **TEACHERS}
 
@@ -30,4 +55,4 @@ def get_model_class(name: str) -> type[SRModel]:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}") from None
 
 
-__all__ = ["ARCHITECTURES", "DISCRIMINATORS", "MODELS", "TEACHERS", "Paper", "SRModel", "WeightsError", "get_model_class", "SRCNN"]
+__all__ = ["ARCHITECTURES", "DISCRIMINATORS", "MODELS", "TEACHERS", "Paper", "SRModel", "WeightsError", "get_model_class", "SRCNN", "EBRN", "ESPCN", "FSRCNN", "PISRTeacher", "SRGANDiscriminator", "SRResNet", "BSRN", "BSRNS", "RRDBNet", "SRVGGNetCompact", "UNetDiscriminatorSN", "VGGStyleDiscriminator"]
