@@ -1,0 +1,187 @@
+"""srhub.metrics: agreement with scikit-image on real images, the protocol's steps, bad inputs, LPIPS availability."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from srhub import metrics
+from srhub.degradations import imresize
+
+
+def _load(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.uint8)
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array.astype(np.float32) / 255.0).permute(2, 0, 1)
+
+
+def _y_numpy(array: np.ndarray) -> np.ndarray:
+    """MATLAB rgb2ycbcr luma on uint8 RGB, as float64 (written independently of srhub.color)."""
+    rgb = array.astype(np.float64)
+    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+
+
+def _skimage_ssim(a: np.ndarray, b: np.ndarray, **kwargs) -> float:
+    return structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def real_pairs(datasets_root):
+    """(gt, sr) uint8 arrays: three Set5 images and their x4 bicubic reconstructions."""
+    pairs = []
+    for name in ("bird", "butterfly", "head"):
+        gt = _load(datasets_root / "benchmark" / "Set5" / f"{name}.png")
+        gt = gt[: gt.shape[0] // 4 * 4, : gt.shape[1] // 4 * 4]
+        gt_u8 = torch.from_numpy(gt.copy()).permute(2, 0, 1).contiguous()
+        sr = imresize(imresize(gt_u8, scale=0.25), scale=4).permute(1, 2, 0).numpy()
+        pairs.append((gt, sr))
+    return pairs
+
+
+def test_y_channel_agrees_with_scikit_image(real_pairs):
+    for gt, sr in real_pairs:
+        border = 4
+        y_gt = _y_numpy(gt)[border:-border, border:-border]
+        y_sr = _y_numpy(sr)[border:-border, border:-border]
+        sr_t, gt_t = _to_tensor(sr), _to_tensor(gt)
+        ours_psnr = metrics.psnr(sr_t, gt_t, crop_border=border)
+        ours_ssim = metrics.ssim(sr_t, gt_t, crop_border=border)
+        assert ours_psnr == pytest.approx(peak_signal_noise_ratio(y_gt, y_sr, data_range=255), abs=1e-4)
+        assert ours_ssim == pytest.approx(_skimage_ssim(y_gt, y_sr), abs=1e-4)
+        assert 20 < ours_psnr < 40 and 0.5 < ours_ssim < 1  # real, non-trivial values
+
+
+def test_rgb_mode_agrees_with_scikit_image(real_pairs):
+    gt, sr = real_pairs[0]
+    border = 2
+    gt_c, sr_c = gt[border:-border, border:-border], sr[border:-border, border:-border]
+    sr_t, gt_t = _to_tensor(sr), _to_tensor(gt)
+    assert metrics.psnr(sr_t, gt_t, crop_border=border, y_channel=False) == pytest.approx(
+        peak_signal_noise_ratio(gt_c, sr_c, data_range=255), abs=1e-4
+    )
+    assert metrics.ssim(sr_t, gt_t, crop_border=border, y_channel=False) == pytest.approx(
+        _skimage_ssim(gt_c.astype(np.float64), sr_c.astype(np.float64), channel_axis=2), abs=1e-4
+    )
+
+
+def test_ssim_is_torchmetrics_map_without_its_padded_margin():
+    # Same formula as torchmetrics, over windows fully inside the image; torchmetrics' own mean
+    # includes windows reaching into its reflected padding and differs.
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    torch.manual_seed(0)
+    gt = torch.rand(2, 3, 40, 36)
+    sr = (gt + 0.3 * torch.randn_like(gt)).clamp(0, 1)
+    sr8, gt8 = (sr.double() * 255).round(), (gt.double() * 255).round()
+    plain, full_map = structural_similarity_index_measure(
+        sr8, gt8, data_range=255.0, reduction="none", return_full_image=True
+    )
+    valid = full_map[..., 5:-5, 5:-5].reshape(2, -1).mean(dim=1).mean().item()
+    ours = metrics.ssim(sr, gt, y_channel=False)
+    assert ours == pytest.approx(valid, abs=1e-10)
+    assert abs(plain.mean().item() - ours) > 1e-4
+    assert ours == pytest.approx(
+        _skimage_ssim(gt8[0].permute(1, 2, 0).numpy(), sr8[0].permute(1, 2, 0).numpy(), channel_axis=2) / 2
+        + _skimage_ssim(gt8[1].permute(1, 2, 0).numpy(), sr8[1].permute(1, 2, 0).numpy(), channel_axis=2) / 2,
+        abs=1e-6,
+    )
+
+
+def test_quantisation_and_batches():
+    torch.manual_seed(0)
+    gt = (torch.rand(2, 3, 32, 32) * 255).round() / 255
+    almost = gt + 0.3 / 255  # rounds back to gt
+    assert metrics.psnr(almost, gt) == math.inf
+    assert metrics.ssim(almost, gt) == pytest.approx(1.0)
+    assert math.isfinite(metrics.psnr(almost, gt, quantize=False))
+    # uint8 tensors are taken as they are.
+    gt8 = (gt * 255).round().to(torch.uint8)
+    noisy = (gt + 0.02 * torch.randn_like(gt)).clamp(0, 1)
+    assert metrics.psnr(noisy, gt8.float() / 255) == pytest.approx(metrics.psnr(noisy, gt), abs=1e-9)
+    # A batch gives the mean of per-image values, not the PSNR of pooled pixels.
+    per_image = [metrics.psnr(noisy[i], gt[i]) for i in range(2)]
+    assert metrics.psnr(noisy, gt) == pytest.approx(sum(per_image) / 2, abs=1e-9)
+    # crop_border removes pixels: damage confined to the border disappears.
+    damaged = gt.clone()
+    damaged[..., :3, :] = 0
+    assert metrics.psnr(damaged, gt, crop_border=3) == math.inf
+    assert metrics.psnr(damaged, gt, crop_border=2) < 40
+
+
+def test_one_channel_input_is_taken_as_luma():
+    torch.manual_seed(0)
+    gt = torch.rand(1, 1, 24, 24)
+    sr = (gt + 0.03 * torch.randn_like(gt)).clamp(0, 1)
+    a, b = ((image.double() * 255).round()[0, 0].numpy() for image in (sr, gt))
+    # (torchmetrics keeps data_range as a float32 tensor: agreement to ~1e-6 dB, not to float64 precision)
+    assert metrics.psnr(sr, gt) == pytest.approx(peak_signal_noise_ratio(b, a, data_range=255), abs=1e-5)
+    assert metrics.psnr(sr, gt) != pytest.approx(metrics.psnr(sr.expand(1, 3, 24, 24), gt.expand(1, 3, 24, 24)), abs=0.5)
+
+
+def test_evaluate_and_ms_ssim(real_pairs):
+    gt, sr = real_pairs[0]  # bird, 288 x 288
+    values = metrics.evaluate(_to_tensor(sr), _to_tensor(gt), crop_border=4, metrics=("psnr", "ssim", "ms_ssim"))
+    assert set(values) == {"psnr", "ssim", "ms_ssim"}
+    assert values["psnr"] == pytest.approx(metrics.psnr(_to_tensor(sr), _to_tensor(gt), crop_border=4))
+    assert values["ssim"] < values["ms_ssim"] < 1.0
+    assert metrics.ms_ssim(_to_tensor(gt), _to_tensor(gt)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="176"):
+        metrics.ms_ssim(torch.rand(3, 100, 100), torch.rand(3, 100, 100))
+    with pytest.raises(ValueError, match="unknown metrics"):
+        metrics.evaluate(_to_tensor(sr), _to_tensor(gt), metrics=("fid",))
+
+
+@pytest.mark.parametrize("function", [metrics.psnr, metrics.ssim, metrics.ms_ssim])
+def test_bad_inputs_raise_clear_errors(function):
+    good = torch.rand(3, 32, 32)
+    with pytest.raises(ValueError, match="different sizes"):
+        function(torch.rand(3, 32, 30), good)
+    with pytest.raises(ValueError, match="batch or channels"):
+        function(torch.rand(1, 32, 32), good)
+    with pytest.raises(ValueError, match="dimensions"):
+        function(torch.rand(1, 3, 32, 32), good)
+    with pytest.raises(ValueError, match="empty"):
+        function(torch.rand(3, 0, 32), torch.rand(3, 0, 32))
+    nan = good.clone()
+    nan[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        function(nan, good)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        function(torch.rand(32, 32), torch.rand(32, 32))
+    with pytest.raises(ValueError, match="channels"):
+        function(torch.rand(4, 32, 32), torch.rand(4, 32, 32))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        function(np.zeros((3, 32, 32)), good)
+    with pytest.raises(ValueError, match="crop_border"):
+        function(good, good, crop_border=16)
+    with pytest.raises(ValueError, match="crop_border"):
+        function(good, good, crop_border=-1)
+
+
+def test_ssim_needs_a_full_window():
+    with pytest.raises(ValueError, match="11x11"):
+        metrics.ssim(torch.rand(3, 20, 20), torch.rand(3, 20, 20), crop_border=5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed here")
+def test_lpips_reports_unavailable_instead_of_a_number():
+    image = torch.rand(3, 32, 32)
+    with pytest.raises(metrics.MetricUnavailable, match="torchvision"):
+        metrics.lpips(image, image)
+    with pytest.raises(metrics.MetricUnavailable):
+        metrics.evaluate(image, image, metrics=("psnr", "lpips"))
+    status = metrics.available_metrics()
+    assert status["psnr"] is None and status["ssim"] is None
+    assert "torchvision" in status["lpips"]
+    with pytest.raises(ValueError, match="backbone"):
+        metrics.lpips_unavailable_reason("resnet")
