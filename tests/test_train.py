@@ -1,0 +1,308 @@
+"""Training: config parsing, EMA, atomic checkpoints, patch data, and a CPU smoke run of every script
+(tiny models, a few steps, small crops of photos-43), exact resume, and `accelerate launch`."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+import srhub
+from srhub.data import PatchDataset, training_images
+from srhub.losses import VGG19Features
+from srhub.training import (
+    EMA,
+    LRSchedule,
+    TrainConfig,
+    TrainState,
+    latest_checkpoint,
+    list_checkpoints,
+    make_accelerator,
+    parse_config,
+    save_checkpoint,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"train_{name}", ROOT / "train" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory, datasets_root):
+    """Six 96x96 training crops, two 48x48 validation crops and two 144x144 crops (for 128 px
+    patches) of photos-43 in a temp folder."""
+    root = tmp_path_factory.mktemp("data")
+    files = sorted((datasets_root / "photos-43").glob("*.png"))[:8]
+    for i, path in enumerate(files):
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            w, h = image.size
+            box = (w // 2 - 48, h // 2 - 48, w // 2 + 48, h // 2 + 48)
+            folder = root / ("train" if i < 6 else "val")
+            folder.mkdir(exist_ok=True)
+            crop = image.crop(box)
+            (crop if i < 6 else crop.resize((48, 48), Image.LANCZOS)).save(folder / f"{i}.png")
+            if i < 2:
+                (root / "big").mkdir(exist_ok=True)
+                image.crop((w // 2 - 72, h // 2 - 72, w // 2 + 72, h // 2 + 72)).save(root / "big" / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def vgg_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vgg") / "vgg19.safetensors"
+    save_file({k: v.contiguous() for k, v in VGG19Features().state_dict().items()}, str(path))
+    return str(path)
+
+
+def _common(crops, out, **extra):
+    defaults = dict(
+        output_dir=str(out), train_data=str(crops / "train"), val_data=str(crops / "val"), num_workers=0,
+        log_with="none", val_every=0, checkpoint_every=0,
+    )
+    return {**defaults, **extra}
+
+
+def _went_down(losses, k=5):
+    return sum(losses[-k:]) / k < sum(losses[:k]) / k
+
+
+# ------------------------------------------------------------------ pieces
+
+
+@dataclasses.dataclass
+class _Cfg:
+    name: str = "a"
+    steps: int = 10
+    rate: float = 0.5
+    flag: bool = False
+    sizes: tuple[int, ...] = (1, 2)
+    maybe: int | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+def test_parse_config_flags_and_files(tmp_path):
+    assert parse_config(_Cfg, []) == _Cfg()
+    cfg = parse_config(_Cfg, ["--steps", "3", "--flag", "--sizes", "4", "5", "--maybe", "7", "--extra", '{"a": 1}'])
+    assert cfg == _Cfg(steps=3, flag=True, sizes=(4, 5), maybe=7, extra={"a": 1})
+    (tmp_path / "c.yaml").write_text("steps: 4\nrate: 2\nname: yaml\nsizes: [9]\nextra: {b: 2}\n")
+    (tmp_path / "c.toml").write_text('steps = 5\nname = "toml"\n')
+    cfg = parse_config(_Cfg, ["--config", str(tmp_path / "c.yaml"), "--name", "flag"])
+    assert cfg == _Cfg(name="flag", steps=4, rate=2.0, sizes=(9,), extra={"b": 2})  # flags beat the file
+    assert parse_config(_Cfg, ["--config", str(tmp_path / "c.toml")]) == _Cfg(name="toml", steps=5)
+    (tmp_path / "bad.yaml").write_text("stepz: 4\n")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        parse_config(_Cfg, ["--config", str(tmp_path / "bad.yaml")])
+    (tmp_path / "bad2.toml").write_text('steps = "many"\n')
+    with pytest.raises(ValueError, match="steps"):
+        parse_config(_Cfg, ["--config", str(tmp_path / "bad2.toml")])
+    with pytest.raises(SystemExit):
+        parse_config(_Cfg, ["--steps", "x"])
+
+
+def test_ema_and_schedule():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.9)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.model.weight, start + 0.1)
+    restored = EMA(torch.nn.Linear(2, 1), decay=0.5)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.decay == 0.9 and torch.equal(restored.model.weight, ema.model.weight)
+    assert not any(p.requires_grad for p in ema.model.parameters())
+    with pytest.raises(ValueError):
+        EMA(model, decay=1.0)
+    cosine, step = LRSchedule("cosine", 100), LRSchedule("step", 100)
+    assert cosine(0) == 1.0 and cosine(100) == pytest.approx(0.01) and cosine(50) == pytest.approx(0.505)
+    assert [step(s) for s in (0, 19, 20, 40, 99, 100)] == [1.0, 1.0, 0.5, 0.25, 0.0625, 0.0625]
+
+
+def test_patch_dataset(crops):
+    files = training_images(crops / "train")
+    data = PatchDataset(files, scale=4, patch_size=32, length=10, seed=3)
+    item = data[4]
+    assert item["gt"].shape == (3, 32, 32) and item["lq"].shape == (3, 8, 8)
+    assert torch.equal(item["gt"], PatchDataset(files, scale=4, patch_size=32, length=99, seed=3)[4]["gt"])
+    assert not torch.equal(item["gt"], PatchDataset(files, scale=4, patch_size=32, length=10, seed=4)[4]["gt"])
+    uncached = PatchDataset(files, scale=4, patch_size=32, length=10, seed=3, cache=False)[4]
+    assert torch.equal(item["gt"], uncached["gt"])
+    assert (item["lq"][:, 2:-2, 2:-2] - uncached["lq"][:, 2:-2, 2:-2]).abs().max() <= 1 / 255 + 1e-6
+    with pytest.raises(ValueError, match="smaller"):
+        PatchDataset(files, scale=4, patch_size=128, length=1)
+    with pytest.raises(ValueError, match="multiple"):
+        PatchDataset(files, scale=4, patch_size=30, length=1)
+    with pytest.raises(IndexError):
+        data[10]
+
+
+def test_interrupted_checkpoint_never_replaces_a_good_one(tmp_path, monkeypatch):
+    cfg = TrainConfig(output_dir=str(tmp_path), log_with="none", cpu=True)
+    accelerator = make_accelerator(cfg)
+    model = torch.nn.Linear(3, 3)
+    optimizer = torch.optim.Adam(model.parameters())
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    state.step = 1
+    save_checkpoint(accelerator, tmp_path, 1)
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+
+    original = type(accelerator).save_state
+
+    def killed(self, output_dir=None, **kwargs):  # writes part of the files, then "dies"
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "model.safetensors").write_bytes(b"half a file")
+        raise KeyboardInterrupt("killed while saving")
+
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    state.step = 2
+    monkeypatch.setattr(type(accelerator), "save_state", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(accelerator, tmp_path, 2)
+    monkeypatch.setattr(type(accelerator), "save_state", original)
+    assert (tmp_path / ".tmp-checkpoint-2").is_dir()  # the debris is there ...
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-1"  # ... and ignored
+    accelerator.load_state(str(latest_checkpoint(tmp_path)))
+    assert state.step == 1 and all(torch.equal(v, good[k]) for k, v in model.state_dict().items())
+    # a later save of the same step cleans the debris; `keep` prunes old checkpoints
+    for step in (2, 3, 4):
+        state.step = step
+        save_checkpoint(accelerator, tmp_path, step, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-4"]
+    assert not (tmp_path / ".tmp-checkpoint-2").exists()
+    assert json.loads((tmp_path / "checkpoint-4" / "srhub_checkpoint.json").read_text()) == {"step": 4}
+
+
+# ------------------------------------------------------------------ script smoke runs
+
+
+def test_psnr_script_trains_saves_and_cards(crops, tmp_path):
+    psnr = _script("psnr")
+    cfg = psnr.Config(
+        model="espcn", model_config={"num_features": 16, "hidden_features": 8}, scale=4, steps=40, batch_size=8,
+        lq_patch=8, lr=3e-3, **_common(crops, tmp_path),
+    )
+    result = psnr.main(cfg)
+    assert result["step"] == 40 and _went_down(result["losses"])
+    model = srhub.load(str(tmp_path / "model"))
+    assert type(model).__name__ == "ESPCN" and model.scale == 4
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "train/psnr.py --model espcn" in card and "40 optimizer steps" in card and "val" in card
+    assert f"{result['metrics']['psnr']:.2f}" in card
+
+
+def test_psnr_resume_is_exact(crops, tmp_path, monkeypatch):
+    psnr = _script("psnr")
+    common = dict(model="srcnn", model_config={"num_features": 8, "hidden_features": 4}, scale=2, steps=8,
+                  batch_size=4, lq_patch=8, lr=1e-3, lr_schedule="cosine", ema_decay=0.5)
+    psnr.main(psnr.Config(**common, **_common(crops, tmp_path / "straight", checkpoint_every=4)))
+
+    calls = {"n": 0}
+    original = EMA.update
+
+    def dies_at_step_6(self, model):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("simulated kill")
+        original(self, model)
+
+    monkeypatch.setattr(EMA, "update", dies_at_step_6)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        psnr.main(psnr.Config(**common, **_common(crops, tmp_path / "resumed", checkpoint_every=4)))
+    monkeypatch.setattr(EMA, "update", original)
+    assert latest_checkpoint(tmp_path / "resumed").name == "checkpoint-4"
+    psnr.main(psnr.Config(**common, **_common(crops, tmp_path / "resumed", checkpoint_every=4)))
+
+    for part in ("checkpoint-8/model.safetensors", "model/model.safetensors"):  # raw weights and EMA weights
+        a, b = load_file(tmp_path / "straight" / part), load_file(tmp_path / "resumed" / part)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def test_srgan_script_with_perceptual_loss(crops, tmp_path, vgg_weights):
+    esrgan = _script("esrgan")
+    cfg = esrgan.Config(
+        model="srresnet", model_config={"num_features": 8, "num_blocks": 1},
+        discriminator_config={"num_features": 4, "input_size": 32}, scale=2, hr_patch=32, batch_size=2,
+        pretrain_steps=2, steps=3, vgg_weights=vgg_weights, **_common(crops, tmp_path),
+    )
+    result = esrgan.main(cfg)
+    assert result["step"] == 5 and len(result["losses"]["discriminator"]) == 3
+    assert all(torch.isfinite(torch.tensor(v)) for v in result["losses"]["generator"])
+    assert srhub.load(str(tmp_path / "model")).architecture == "srresnet"
+
+
+def test_esrgan_script_needs_vgg_weights_or_explicit_opt_out(crops, tmp_path, monkeypatch):
+    from srhub.losses import VGGWeightsMissing
+
+    monkeypatch.delenv("SRHUB_VGG19_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    esrgan = _script("esrgan")
+    tiny = dict(model_config={"num_features": 8, "num_blocks": 1, "growth_channels": 4},
+                discriminator_config={"num_features": 4}, batch_size=2)
+    with pytest.raises(VGGWeightsMissing, match="--no-perceptual"):
+        esrgan.main(esrgan.Config(**tiny, **_common(crops, tmp_path / "a")))
+    # ESRGAN proper: RRDBNet, relativistic GAN, the 128 px VGG-style discriminator
+    result = esrgan.main(esrgan.Config(**tiny, pretrain_steps=20, steps=2, pretrain_lr=2e-3, no_perceptual=True,
+                                       **_common(crops, tmp_path / "b", train_data=str(crops / "big"))))
+    assert result["step"] == 22 and len(result["losses"]["discriminator"]) == 2
+    assert _went_down(result["losses"]["pretrain"])
+
+
+def test_realesrgan_script(crops, tmp_path, vgg_weights):
+    realesrgan = _script("realesrgan")
+    cfg = realesrgan.Config(
+        model="srvggnet-compact", model_config={"num_features": 8, "num_convs": 2},
+        discriminator_config={"num_features": 4}, scale=4, hr_patch=32, batch_size=4, pretrain_steps=16, steps=2,
+        pretrain_lr=3e-3, vgg_weights=vgg_weights, **_common(crops, tmp_path),
+    )
+    result = realesrgan.main(cfg)
+    assert result["step"] == 18 and _went_down(result["losses"]["pretrain"])
+    assert len(result["losses"]["discriminator"]) == 2
+
+
+def test_pisr_script(crops, tmp_path):
+    pisr = _script("pisr")
+    cfg = pisr.Config(
+        teacher_config={"num_features": 8, "shrink_features": 4, "num_mapping_layers": 1}, scale=2, hr_patch=32,
+        batch_size=4, teacher_steps=20, student_steps=20, teacher_lr=3e-3, student_lr=1e-3, **_common(crops, tmp_path),
+    )
+    result = pisr.main(cfg)
+    assert result["step"] == 40
+    assert _went_down(result["losses"]["teacher"]) and _went_down(result["losses"]["student"])
+    assert srhub.load(str(tmp_path / "model")).architecture == "fsrcnn"
+    assert (tmp_path / "teacher" / "model.safetensors").is_file()
+
+
+def test_accelerate_launch_single_cpu_process(crops, tmp_path):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu", str(ROOT / "train" / "psnr.py"),
+        "--model", "srcnn", "--model-config", '{"num_features": 8, "hidden_features": 4}', "--steps", "6",
+        "--batch-size", "2", "--lq-patch", "8", "--output-dir", str(tmp_path), "--train-data", str(crops / "train"),
+        "--val-data", str(crops / "val"), "--num-workers", "0", "--log-every", "2", "--checkpoint-every", "3",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-6"]
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))  # tensorboard tracker wrote
