@@ -37,8 +37,16 @@ def load(
     """Load a model from a local folder or a Hugging Face Hub repo id, in eval mode.
 
     The folder or repo must hold srhub's ``config.json`` and ``model.safetensors``.
+    A name from ``srhub.list_pretrained()`` (e.g. ``"realesrgan-x4plus"``) loads
+    offline from srhub's cache, converting on first use (see ``srhub.pretrained``).
     """
     source = str(name_or_path)
+    from .pretrained import PRETRAINED, load_pretrained
+
+    if source in PRETRAINED and not os.path.isdir(source):
+        return load_pretrained(
+            source, device=device, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+        )
     if os.path.isdir(source):
         config_path = os.path.join(source, CONFIG_NAME)
         if not os.path.isfile(config_path):

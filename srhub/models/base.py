@@ -18,6 +18,7 @@ Subclasses set the class attributes ``architecture`` (registry name) and
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -81,7 +82,10 @@ def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], *, s
 
 
 def load_safetensors(model: nn.Module, path: str | os.PathLike, *, device: str | torch.device = "cpu") -> None:
-    """Load a ``.safetensors`` file into ``model`` strictly, with clear errors for bad files."""
+    """Load a ``.safetensors`` file into ``model`` strictly, with clear errors for bad files.
+
+    A model built on the meta device (see :func:`build_empty`) takes the file's tensors as they are.
+    """
     path = str(path)
     if not os.path.isfile(path):
         raise WeightsError(f"weights file not found: {path}")
@@ -90,7 +94,26 @@ def load_safetensors(model: nn.Module, path: str | os.PathLike, *, device: str |
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise WeightsError(f"{path} is not a readable safetensors file ({error})") from error
     check_state_dict(model, state_dict, source=path)
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(state_dict, strict=True, assign=_is_meta(model))
+
+
+def _is_meta(model: nn.Module) -> bool:
+    return any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def build_empty(cls: type[nn.Module], config: dict[str, Any]) -> nn.Module:
+    """``cls(**config)`` with its parameters on the meta device, for loading weights into.
+
+    Skips the random initialisation the weights would overwrite (a second for RRDBNet).
+    Architectures with non-persistent buffers (constants the weights file does not
+    hold) are built normally. The meta device context is per thread.
+    """
+    with torch.device("meta"):
+        model = cls(**config)
+    persistent = set(model.state_dict())
+    if any(name not in persistent for name, _ in model.named_buffers()):
+        return cls(**config)
+    return model
 
 
 class SRModel(
@@ -146,7 +169,7 @@ class SRModel(
         """Write ``config.json``, ``model.safetensors`` and a generated ``README.md`` model card.
 
         ``model_card_kwargs`` fills the card (``model_name``, ``summary``, ``weights_source``,
-        ``training``, ``results``, ``datasets``, ``repo_id``); the card is regenerated on every save.
+        ``training``, ``results``, ``datasets``, ``license``, ``repo_id``); the card is regenerated on every save.
         """
         save_directory = Path(save_directory)
         config = {**(config if config is not None else self.config), "architecture": self.architecture}
@@ -154,7 +177,7 @@ class SRModel(
         card_kwargs.setdefault("model_name", save_directory.name)
         card_kwargs.setdefault("repo_id", repo_id or card_kwargs["model_name"])
         (save_directory / "README.md").unlink(missing_ok=True)
-        return super().save_pretrained(
+        result = super().save_pretrained(
             save_directory,
             config=config,
             repo_id=repo_id,
@@ -162,6 +185,11 @@ class SRModel(
             model_card_kwargs=card_kwargs,
             **push_to_hub_kwargs,
         )
+        # safetensors writes through a private temporary file (mode 0600); give it the usual mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        (save_directory / WEIGHTS_NAME).chmod(0o666 & ~umask)
+        return result
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs) -> str:
         card_kwargs = {"repo_id": repo_id, "model_name": repo_id.split("/")[-1], **(model_card_kwargs or {})}
@@ -173,6 +201,9 @@ class SRModel(
         datasets = kwargs.pop("datasets", None)
         model_name = kwargs.pop("model_name", None) or f"{self.architecture}-x{self.scale}"
         data = ModelCardData(**self._hub_mixin_info.model_card_data.to_dict())
+        license = kwargs.pop("license", None)  # the weights' license, when it is not the code's
+        if license:
+            data.license = license
         if datasets:
             data.datasets = list(datasets)
         if results:
@@ -244,7 +275,7 @@ class SRModel(
         unknown = sorted(set(config) - set(cls._hub_mixin_init_parameters) - {"architecture"})
         if unknown:
             raise ValueError(f"{CONFIG_NAME} of {model_id!r} has arguments {cls.__name__} does not take: {unknown}")
-        model = cls(**model_kwargs)
+        model = build_empty(cls, model_kwargs)
         if os.path.isdir(model_id):
             weights = os.path.join(model_id, WEIGHTS_NAME)
         else:
