@@ -1,6 +1,9 @@
 """srhub: image super-resolution models with one clean API and Hub-ready weights."""
 
 from .hub import load
+from .inference import upscale
+from .io import read_image, write_image
+from .pretrained import list_pretrained
 from .models import ARCHITECTURES, DISCRIMINATORS, MODELS, SRCNN, SRModel, WeightsError, get_model_class
 from .models import EBRN, ESPCN, FSRCNN, PISRTeacher, SRGANDiscriminator, SRResNet
 from .models import BSRN, BSRNS, RRDBNet, SRVGGNetCompact, UNetDiscriminatorSN, VGGStyleDiscriminator
@@ -36,5 +39,9 @@ __all__ = [
     "VGGStyleDiscriminator",
     "WeightsError",
     "get_model_class",
+    "list_pretrained",
     "load",
+    "read_image",
+    "upscale",
+    "write_image",
 ]
