@@ -474,6 +474,30 @@ def finish(accelerator, cfg: TrainConfig, model: nn.Module, *, recipe: str, step
     return metrics
 
 
+def record_gan_step(
+    accelerator,
+    cfg: TrainConfig,
+    step: int,
+    history: dict[str, list[float]],
+    losses: dict[str, torch.Tensor],
+    g_loss: torch.Tensor,
+    d_loss: torch.Tensor | None,
+    *,
+    lr: float,
+) -> None:
+    """Keep and log one step of a GAN script: the generator's loss terms, and the
+    discriminator's loss once the GAN phase has started (``d_loss`` None before it)."""
+    history["pretrain" if d_loss is None else "generator"].append(g_loss.item())
+    if d_loss is not None:
+        history["discriminator"].append(d_loss.item())
+    if due(step, cfg.log_every):
+        logs = {f"train/{k}": v.item() for k, v in losses.items()}
+        logs.update({"train/generator": g_loss.item(), "train/lr": lr})
+        if d_loss is not None:
+            logs["train/discriminator"] = d_loss.item()
+        accelerator.log(logs, step=step)
+
+
 def discriminator_step(
     accelerator, discriminator: nn.Module, gt: torch.Tensor, sr: torch.Tensor, *, relativistic: bool
 ) -> torch.Tensor:

@@ -38,6 +38,7 @@ from srhub.training import (
     due,
     finish,
     make_accelerator,
+    record_gan_step,
     parse_config,
     patch_loader,
     resume,
@@ -159,15 +160,10 @@ def main(cfg: Config) -> dict:
         ema.update(accelerator.unwrap_model(generator))
         if state.step == pretrain:  # GAN training starts from the pre-trained weights, not their average
             ema.reset(accelerator.unwrap_model(generator))
-        history["generator" if gan_phase else "pretrain"].append(g_loss.item())
-        if gan_phase:
-            history["discriminator"].append(d_loss.item())
-        if due(state.step, cfg.log_every):
-            logs = {f"train/{k}": v.item() for k, v in losses.items()}
-            logs.update({"train/generator": g_loss.item(), "train/lr": sched_g.get_last_lr()[0]})
-            if gan_phase:
-                logs["train/discriminator"] = d_loss.item()
-            accelerator.log(logs, step=state.step)
+        record_gan_step(
+            accelerator, cfg, state.step, history, losses, g_loss, d_loss if gan_phase else None,
+            lr=sched_g.get_last_lr()[0],
+        )
         if due(state.step, cfg.val_every) and state.step < total:
             validate_and_log(accelerator, cfg, ema.model, state.step)
         if due(state.step, cfg.checkpoint_every):
