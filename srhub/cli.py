@@ -99,6 +99,7 @@ def _add_upscale(subparsers) -> None:
     parser.add_argument("--alpha", default="model", choices=["model", "bicubic"], help="how alpha is upscaled")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: CUDA or MPS if present)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument("--no-fast", action="store_true", help="run eager PyTorch, not the fast path (srhub.accel)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG / WebP quality (default 95)")
     parser.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (default 1e8)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -114,7 +115,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
             tile_overlap=args.tile_overlap, alpha=args.alpha, precision=args.precision, device=args.device,
             format=args.format, suffix=args.suffix, quality=args.quality, max_pixels=args.max_pixels,
             existing="overwrite" if args.overwrite else "skip" if args.skip_existing else "error",
-            progress=not args.no_progress,
+            progress=not args.no_progress, fast=not args.no_fast,
         )  # fmt: skip
     except (ValueError, OSError, KeyError) as error:  # bad options or a model that cannot be loaded
         print(f"srhub upscale: {error}", file=sys.stderr)
@@ -165,6 +166,31 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="export a model to ONNX (dynamic batch, height, width), checked against PyTorch")
+    parser.add_argument("model", help="pretrained name, model folder or Hub repo id")
+    parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch on two other sizes")
+    parser.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    try:
+        result = export_onnx(args.model, args.output, opset=args.opset, verify=not args.no_verify)
+    except (ValueError, OSError, KeyError, ImportError) as error:  # ExportError is a ValueError
+        print(f"srhub export: {error}", file=sys.stderr)
+        return 2
+    h, w = result.example_size
+    print(f"wrote {result.path} (opset {result.opset}, traced at {h}x{w}, dynamic batch/height/width)")
+    for (vh, vw), diff in sorted(result.max_abs.items()):
+        print(f"checked against PyTorch at {vh}x{vw}: max abs difference {diff:.2e}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srhub", description="Image super-resolution models, weights and benchmarks.")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_push(subparsers)
     _add_upscale(subparsers)
     _add_benchmark(subparsers)
+    _add_export(subparsers)
     return parser
 
 

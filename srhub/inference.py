@@ -320,6 +320,7 @@ def tiled_forward(
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     precision: str = "auto",
     device: str | torch.device | None = None,
+    fast: bool = True,
 ) -> torch.Tensor:
     """Run a generator on ``lq`` (B, 3, H, W) tile by tile; float32 ``(B, 3, H*s, W*s)`` on the CPU.
 
@@ -332,6 +333,8 @@ def tiled_forward(
             Real-ESRGAN's models match an untiled run within 1/255.
         precision: "auto", "fp32", "fp16" or "bf16" (see the module docstring).
         device: where the model runs; None picks the model's device, else CUDA, MPS, CPU.
+        fast: run tiles on the fastest path :mod:`srhub.accel` picks for the device
+            (e.g. an exported graph on OpenVINO on the CPU); False runs eager PyTorch.
     """
     if lq.dim() != 4 or lq.shape[1] != 3 or not lq.is_floating_point():
         raise ValueError(f"lq must be a float (B, 3, H, W) tensor, got {lq.dtype} {tuple(lq.shape)}")
@@ -343,6 +346,10 @@ def tiled_forward(
     dev = resolve_device(device, model)
     run = _Run(model, dev, resolve_dtype(precision, dev, model), model.scale, int(getattr(model, "size_multiple", 1)))
     net = _prepared(model, dev, run.dtype)
+    if fast:
+        from .accel import fast_forward
+
+        net = fast_forward(model, net, device=dev, precision=precision)
     lq = lq.detach().to("cpu", torch.float32)
     # Pad the whole image once to the size multiple (reflect, at the bottom/right) and tile the padded
     # image: tiles then see exactly what an untiled run sees. The padding is cropped off the output.
@@ -388,13 +395,14 @@ def _upscale_image(
     alpha: str,
     precision: str,
     device: str | torch.device | None,
+    fast: bool = True,
 ) -> Image:
     if image.height < MIN_SIDE or image.width < MIN_SIDE:
         raise ImageTooSmall(
             f"{image.source}: {image.width}x{image.height} is too small to upscale "
             f"(each side must be at least {MIN_SIDE} pixels)"
         )
-    options = {"tile": tile, "tile_overlap": tile_overlap, "precision": precision, "device": device}
+    options = {"tile": tile, "tile_overlap": tile_overlap, "precision": precision, "device": device, "fast": fast}
     scale = model.scale
     rgb = image.pixels.expand(3, -1, -1) if image.is_grayscale else image.pixels
     if image.alpha is not None:
@@ -441,6 +449,7 @@ def upscale(
     alpha: str = "model",
     precision: str = "auto",
     device: str | torch.device | None = None,
+    fast: bool = True,
 ):
     """Upscale an image with a super-resolution model; returns the same kind of image.
 
@@ -462,6 +471,9 @@ def upscale(
         alpha: how the alpha channel is upscaled, "model" or "bicubic".
         precision: "auto", "fp32", "fp16" or "bf16".
         device: where the model runs (None: the model's device, else CUDA, MPS, CPU).
+        fast: use the fastest path :mod:`srhub.accel` picks for the device (on the CPU an
+            exported graph on OpenVINO or ONNX Runtime, within 0.5/255 of float32 PyTorch);
+            False runs eager PyTorch.
 
     Raises:
         ImageTooSmall: a side shorter than ``srhub.io.MIN_SIDE`` (4) pixels.
@@ -476,7 +488,7 @@ def upscale(
         raise ValueError(f"outscale must be a positive number, got {outscale!r}")
     run = {
         "outscale": outscale, "tile": tile, "tile_overlap": tile_overlap,
-        "alpha": alpha, "precision": precision, "device": device,
+        "alpha": alpha, "precision": precision, "device": device, "fast": fast,
     }  # fmt: skip
     if isinstance(image, Image):
         return _upscale_image(image, model, **run)
@@ -546,6 +558,7 @@ def upscale_files(
     alpha: str = "model",
     precision: str = "auto",
     device: str | torch.device | None = None,
+    fast: bool = True,
     format: str = "same",
     suffix: str | None = None,
     existing: str = "error",
@@ -597,7 +610,7 @@ def upscale_files(
             image = read_image(source, max_pixels=max_pixels)
             result = upscale(
                 image, model=model, outscale=outscale, tile=tile, tile_overlap=tile_overlap,
-                alpha=alpha, precision=precision, device=device,
+                alpha=alpha, precision=precision, device=device, fast=fast,
             )
             write_image(result, target, quality=quality)
             produced[target.resolve()] = source

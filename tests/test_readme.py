@@ -24,7 +24,7 @@ def test_model_table_lists_every_architecture_with_its_parameter_count():
 
 def test_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    command = 'pip install -e ".[train,app,onnx,dev]" && python -m pytest'
+    command = 'pip install -e ".[train,app,fast,dev]" && python -m pytest'
     assert command in README
     for part in command.split(" && "):
         assert part in ci, part

@@ -1,0 +1,453 @@
+"""Fast inference paths, chosen automatically behind :func:`srhub.upscale` (``fast=False`` turns them off).
+
+On the **CPU**, PyTorch's eager convolutions are slow for these networks (Real-ESRGAN's
+users pick ncnn builds for that reason). srhub exports the generator once to ONNX with
+dynamic height and width (:mod:`srhub.export`) and runs the graph on a runtime made for
+CPU inference, in this order of preference:
+
+1. **OpenVINO** (``pip install openvino``): oneDNN (brgemm) convolutions in blocked
+   layouts with the activations and residual adds fused in. Float32 by default; in
+   bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX) and the
+   architecture was measured to stay within 0.5/255 mean absolute error and 45 dB PSNR
+   of the float32 output with its released weights (``AUTO_BF16``: SRVGGNetCompact;
+   RRDBNet's 23 residual blocks drift to ~1/255 in bf16, so it stays float32; other
+   architectures stay float32 until measured with released weights).
+2. **ONNX Runtime** (``pip install onnxruntime``), float32.
+3. **PyTorch** itself: a channels-last copy of the model under ``inference_mode``
+   (bfloat16 autocast when bf16 is asked for explicitly).
+
+``precision="fp32"`` always gives a float32 path (equal to eager PyTorch within float
+rounding); ``precision="bf16"`` asks for bfloat16 on any architecture; ``"auto"`` is
+float32 except for ``AUTO_BF16`` architectures on CPUs with native bf16; ``"fp16"`` on
+the CPU runs eager PyTorch. The exported graph is cached in memory per model (and its
+weights' version) and, for models of a million parameters or more, on disk under
+``$SRHUB_CACHE/onnx/`` keyed by a hash of the weights and config, so RRDBNet's export
+(about ten seconds) happens once per machine. Only srhub generators get a fast path.
+A model that cannot be exported (or whose graph does not match PyTorch on sizes other
+than the traced one) runs in eager PyTorch, with one warning.
+
+On **CUDA** the prepared (fp16/bf16) model runs in channels-last memory format; with
+``choose_plan(..., cuda_graphs=True)`` (opt-in; ``srhub.upscale`` does not ask for it)
+each fixed tile shape is captured once into a CUDA graph and replayed. None of the
+CUDA path has been measured on a GPU yet: ``benchmarks/speed.py --gpu`` is the check.
+
+Graphs traced from a model whose forward branches on the input size are only used for
+inputs at least :data:`MIN_FAST_SIDE` pixels a side (the smaller size the export is
+verified on); smaller tiles run in PyTorch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import os
+import queue
+import threading
+import warnings
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+RUNTIMES = ("openvino", "onnxruntime", "torch")
+#: Architectures whose "auto" precision on a CPU with native bf16 is bfloat16 (measured on
+#: realesr-animevideov3-x4: ~0.2/255 mean abs, ~60 dB PSNR against float32).
+AUTO_BF16 = frozenset({"srvggnet-compact"})
+#: Tiles with a side below this run in PyTorch (exported graphs are verified from 16 px up).
+MIN_FAST_SIDE = 16
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a model will run: runtime ("openvino", "onnxruntime", "torch"), precision and device type."""
+
+    runtime: str
+    precision: str
+    device: str
+    cuda_graphs: bool = False
+
+
+# ---------------------------------------------------------------------- what this machine has
+def runtime_installed(name: str) -> bool:
+    """Whether the Python package of a runtime can be imported ("torch" always can)."""
+    return name == "torch" or importlib.util.find_spec(name) is not None
+
+
+def installed_runtimes() -> tuple[str, ...]:
+    return tuple(name for name in RUNTIMES if runtime_installed(name))
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX-BF16: bfloat16 dot products in hardware."""
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    if check is not None and check():
+        return True
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(amx is not None and amx())
+
+
+# ---------------------------------------------------------------------- selection
+def choose_plan(
+    model: nn.Module,
+    *,
+    device: torch.device | str,
+    precision: str,
+    runtimes: tuple[str, ...] | None = None,
+    native_bf16: bool | None = None,
+    cuda_graphs: bool = False,
+) -> Plan | None:
+    """The fast path for ``model`` on ``device`` at ``precision``, or None to run eager PyTorch.
+
+    Only srhub generators (:class:`srhub.SRModel` subclasses) get a fast path; any other
+    module runs as given.
+
+    Args:
+        precision: "auto", "fp32", "bf16" or "fp16", as given to :func:`srhub.upscale`.
+        runtimes: the installed runtimes (default: detected), in order of preference.
+        native_bf16: whether the CPU computes bf16 natively (default: detected).
+        cuda_graphs: capture fixed tile shapes into CUDA graphs (CUDA only).
+    """
+    from .models.base import SRModel
+
+    device = torch.device(device)
+    runtimes = installed_runtimes() if runtimes is None else runtimes
+    if not isinstance(model, SRModel) or getattr(model, "role", "generator") != "generator":
+        return None  # only srhub's own generators: their forward is known to trace and export
+    if device.type == "cuda":
+        dtype = {"fp32": "fp32", "bf16": "bf16"}.get(precision, "fp16")
+        return Plan("torch", dtype, "cuda", cuda_graphs=cuda_graphs)
+    if device.type != "cpu" or precision == "fp16":
+        return None
+    native_bf16 = cpu_has_native_bf16() if native_bf16 is None else native_bf16
+    architecture = getattr(model, "architecture", None)
+    if precision == "bf16":
+        bf16 = True
+    elif precision == "auto":
+        bf16 = native_bf16 and architecture in AUTO_BF16 and "openvino" in runtimes
+    else:
+        bf16 = False
+    if "openvino" in runtimes and (not bf16 or native_bf16):
+        return Plan("openvino", "bf16" if bf16 else "fp32", "cpu")
+    if "onnxruntime" in runtimes and not bf16:
+        return Plan("onnxruntime", "fp32", "cpu")
+    return Plan("torch", "bf16" if bf16 else "fp32", "cpu")
+
+
+# ---------------------------------------------------------------------- exported graphs
+def weights_hash(model: nn.Module) -> str:
+    """SHA-256 of the config, parameter names, shapes, dtypes and bytes: the on-disk cache key."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(getattr(model, "config", type(model).__name__), sort_keys=True, default=str).encode())
+    digest.update(torch.__version__.encode())
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _onnx_cache_dir() -> Path:
+    from .pretrained import cache_root
+
+    return cache_root() / "onnx"
+
+
+#: Architectures whose forward has no branch on the input size: their graphs need no verification.
+_TRACE_SAFE = frozenset({"rrdbnet", "srvggnet-compact", "srcnn", "espcn", "fsrcnn", "srresnet"})
+
+
+#: Models with at least this many parameters have their exported graph cached on disk
+#: (RRDBNet's export takes ~10 s; smaller models export in about a second).
+DISK_CACHE_MIN_PARAMETERS = 1_000_000
+
+
+def exported_graph(model: nn.Module, *, disk_cache: bool | None = None) -> bytes:
+    """ONNX bytes of ``model`` (dynamic H/W), from the disk cache or exported (and verified) now.
+
+    ``disk_cache`` None caches models of at least ``DISK_CACHE_MIN_PARAMETERS`` parameters.
+    """
+    from .export import export_onnx
+
+    if disk_cache is None:
+        disk_cache = sum(p.numel() for p in model.parameters()) >= DISK_CACHE_MIN_PARAMETERS
+    path = None
+    if disk_cache:
+        architecture = getattr(model, "architecture", type(model).__name__.lower())
+        path = _onnx_cache_dir() / f"{architecture}-{weights_hash(model)[:24]}.onnx"
+        if path.is_file():
+            return path.read_bytes()
+    verify = getattr(model, "architecture", None) not in _TRACE_SAFE
+    if verify and not runtime_installed("onnxruntime"):
+        from .export import ExportError
+
+        raise ExportError(f"{type(model).__name__}'s graph needs verification with onnxruntime, which is not installed")
+    multiple = int(getattr(model, "size_multiple", 1))
+    side = -(-64 // multiple) * multiple
+    onnx_bytes = export_onnx(model, example_size=(side, side), verify=verify).onnx_bytes
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.partial")
+            partial.write_bytes(onnx_bytes)
+            partial.replace(path)
+        except OSError as error:  # a read-only cache only costs the next process an export
+            warnings.warn(f"could not cache the exported graph in {path.parent}: {error}", stacklevel=2)
+    return onnx_bytes
+
+
+class _Compiled:
+    """One OpenVINO compiled model and a pool of its infer requests (one per concurrent caller)."""
+
+    def __init__(self, compiled) -> None:
+        self.compiled = compiled
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+
+    def __call__(self, array: np.ndarray) -> torch.Tensor:
+        try:
+            request = self.requests.get_nowait()
+        except queue.Empty:
+            request = self.compiled.create_infer_request()
+        try:
+            result = request.infer({0: array})[0]
+            return torch.from_numpy(np.array(result, dtype=np.float32, copy=True))
+        finally:
+            self.requests.put(request)
+
+
+class _OpenVINORunner:
+    """OpenVINO on the CPU: the dynamic-shape graph, plus a static-shape compile for each
+    input shape seen twice (tiles repeat their shape; a static graph saves ~7 ms per call,
+    which matters for small models on small tiles). At most ``max_static`` shapes are kept.
+    """
+
+    def __init__(self, onnx_bytes: bytes, *, precision: str, threads: int, max_static: int = 4) -> None:
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.onnx_bytes = onnx_bytes
+        self.config = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "INFERENCE_NUM_THREADS": int(threads),
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        self.dynamic = _Compiled(self.core.compile_model(self.core.read_model(onnx_bytes), "CPU", self.config))
+        self.static: OrderedDict[tuple, _Compiled] = OrderedDict()
+        self.seen: dict[tuple, int] = {}
+        self.max_static = max_static
+        self.lock = threading.Lock()
+
+    def _for_shape(self, shape: tuple) -> _Compiled:
+        with self.lock:
+            if shape in self.static:
+                self.static.move_to_end(shape)
+                return self.static[shape]
+            self.seen[shape] = self.seen.get(shape, 0) + 1
+            if self.seen[shape] < 2:
+                return self.dynamic
+            graph = self.core.read_model(self.onnx_bytes)
+            graph.reshape({0: list(shape)})
+            compiled = self.static[shape] = _Compiled(self.core.compile_model(graph, "CPU", self.config))
+            while len(self.static) > self.max_static:
+                self.static.popitem(last=False)
+            return compiled
+
+    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(lq.detach().to("cpu", torch.float32).numpy())
+        return self._for_shape(tuple(array.shape))(array)
+
+
+class _OnnxRuntimeRunner:
+    def __init__(self, onnx_bytes: bytes, *, threads: int) -> None:
+        from .export import onnxruntime_session
+
+        self.session = onnxruntime_session(onnx_bytes, threads=threads)
+
+    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+        from .export import INPUT_NAME, OUTPUT_NAME
+
+        array = np.ascontiguousarray(lq.detach().to("cpu", torch.float32).numpy())
+        (sr,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})
+        return torch.from_numpy(sr)
+
+
+class _TorchRunner:
+    """A channels-last copy of the prepared model; bf16 autocast on the CPU when asked."""
+
+    def __init__(self, net: nn.Module, *, autocast_bf16: bool) -> None:
+        self.net = copy.deepcopy(net).to(memory_format=torch.channels_last).eval()
+        self.autocast_bf16 = autocast_bf16
+
+    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+        x = lq.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            sr = self.net(x.float() if self.autocast_bf16 else x)
+        return sr.float().contiguous() if self.autocast_bf16 else sr.contiguous()
+
+
+class _CudaGraphRunner:
+    """Captures ``net`` once per input shape into a CUDA graph and replays it (static buffers, one caller at a time)."""
+
+    def __init__(self, net: Runner, *, max_graphs: int = 4) -> None:
+        self.net = net
+        self.max_graphs = max_graphs
+        self.graphs: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def _capture(self, lq: torch.Tensor):
+        static_in = lq.clone()
+        side = torch.cuda.Stream(device=lq.device)
+        side.wait_stream(torch.cuda.current_stream(lq.device))
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(2):  # warm-up (cuDNN autotuning, allocator) outside the capture
+                self.net(static_in)
+        torch.cuda.current_stream(lq.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.inference_mode():
+            static_out = self.net(static_in)
+        return graph, static_in, static_out
+
+    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+        key = (tuple(lq.shape), lq.dtype, lq.device)
+        with self.lock:
+            entry = self.graphs.get(key)
+            if entry is None:
+                entry = self.graphs[key] = self._capture(lq)
+                while len(self.graphs) > self.max_graphs:
+                    self.graphs.popitem(last=False)
+            graph, static_in, static_out = entry
+            static_in.copy_(lq)
+            graph.replay()
+            return static_out.clone()
+
+
+class _WithFallback:
+    """Runs tiles with a side below ``MIN_FAST_SIDE`` in ``net`` (PyTorch), the rest in ``fast``.
+
+    If the runtime fails on a tile, that tile is run in PyTorch with a warning (once per runner).
+    """
+
+    def __init__(self, fast: Runner, net: Runner, plan: Plan) -> None:
+        self.fast, self.net, self.plan = fast, net, plan
+        self.warned = False
+
+    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+        if min(lq.shape[-2:]) < MIN_FAST_SIDE:
+            return self.net(lq)
+        try:
+            return self.fast(lq)
+        except Exception as error:  # noqa: BLE001 - the runtime's errors are not PyTorch's; eager is the reference
+            if not self.warned:
+                self.warned = True
+                warnings.warn(
+                    f"{self.plan.runtime} failed on a {tuple(lq.shape)} tile ({type(error).__name__}: {error}); "
+                    "running it in eager PyTorch",
+                    stacklevel=2,
+                )
+            return self.net(lq)
+
+
+def make_runner(model: nn.Module, net: nn.Module, plan: Plan, *, threads: int | None = None) -> Runner:
+    """Build the callable for ``plan``: ``runner(lq) -> sr`` (float32 for CPU runtimes)."""
+    threads = threads or torch.get_num_threads()
+    if plan.device == "cuda":
+        fast: Runner = _TorchRunner(net, autocast_bf16=False)
+        return _CudaGraphRunner(fast) if plan.cuda_graphs else fast
+    if plan.runtime == "torch":
+        return _TorchRunner(net, autocast_bf16=plan.precision == "bf16")
+    onnx_bytes = exported_graph(model)
+    if plan.runtime == "openvino":
+        fast = _OpenVINORunner(onnx_bytes, precision=plan.precision, threads=threads)
+    elif plan.runtime == "onnxruntime":
+        fast = _OnnxRuntimeRunner(onnx_bytes, threads=threads)
+    else:
+        raise ValueError(f"unknown runtime {plan.runtime!r}; expected one of {RUNTIMES}")
+    return _WithFallback(fast, net, plan)
+
+
+# ---------------------------------------------------------------------- cache and the hook used by srhub.inference
+_lock = threading.Lock()
+# (id(model), plan, threads) -> (weak reference to the model, weights fingerprint, runner)
+_runners: dict[tuple, tuple[weakref.ref, tuple, Runner]] = {}
+_failed: set[tuple] = set()
+_CACHE_SIZE = 4
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    return tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
+def fast_forward(
+    model: nn.Module,
+    net: nn.Module,
+    *,
+    device: torch.device,
+    precision: str,
+    plan: Plan | None = None,
+) -> Runner:
+    """The callable ``tiled_forward`` runs tiles with: a fast path for ``model`` if one applies, else ``net``.
+
+    ``net`` is the model as prepared for ``device`` and the requested dtype (eager PyTorch);
+    it is also the fallback for tiny tiles. Runners are cached per model, plan and thread
+    count, and rebuilt when the weights change.
+    """
+    plan = plan or choose_plan(model, device=device, precision=precision)
+    if plan is None:
+        return net
+    threads = torch.get_num_threads()
+    key = (id(model), plan, threads, str(device))
+    fingerprint = _fingerprint(model)
+    with _lock:
+        entry = _runners.get(key)
+        if entry is not None and entry[0]() is model and entry[1] == fingerprint:
+            return entry[2]
+        failed_key = (*key, fingerprint)
+        if failed_key in _failed:
+            return net
+        try:
+            runner = make_runner(model, net, plan, threads=threads)
+        except Exception as error:  # noqa: BLE001 - any failure of an optional runtime falls back to PyTorch
+            _failed.add(failed_key)
+            warnings.warn(
+                f"fast {plan.runtime} path unavailable for {type(model).__name__} ({type(error).__name__}: {error}); "
+                "running eager PyTorch",
+                stacklevel=3,
+            )
+            return net
+        _runners.pop(key, None)
+        _runners[key] = (weakref.ref(model), fingerprint, runner)
+        while len(_runners) > _CACHE_SIZE:
+            _runners.pop(next(iter(_runners)))
+        return runner
+
+
+# ---------------------------------------------------------------------- FLOPs (for throughput figures)
+def conv_flops(model: nn.Module, shape: tuple[int, int, int, int]) -> int:
+    """Floating-point operations (2 per multiply-add) of the convolutions of one forward on ``shape``.
+
+    Runs the model on the meta device (no memory, no compute); other layers are not counted.
+    """
+    meta = copy.deepcopy(model).to("meta")
+    total = 0
+
+    def hook(module: nn.Conv2d, inputs, output) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    handles = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            meta(torch.empty(shape, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total

@@ -1,0 +1,251 @@
+"""The fast inference paths (srhub.accel): selection, equal outputs, fallbacks and the off switch."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import srhub
+from srhub import accel
+from srhub.accel import Plan, choose_plan, fast_forward, make_runner
+from srhub.export import ExportError
+from srhub.inference import tiled_forward
+
+CPU = torch.device("cpu")
+ALL = ("openvino", "onnxruntime", "torch")
+
+
+def tiny_rrdb(scale=4):
+    return srhub.RRDBNet(scale=scale, num_features=8, num_blocks=1, growth_channels=4).eval()
+
+
+def tiny_vgg():
+    return srhub.SRVGGNetCompact(scale=4, num_features=8, num_convs=2).eval()
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRHUB_CACHE", str(tmp_path / "cache"))
+    accel._runners.clear()
+    accel._failed.clear()
+    yield
+    accel._runners.clear()
+    accel._failed.clear()
+
+
+# ---------------------------------------------------------------------- selection
+@pytest.mark.parametrize(
+    "model, precision, runtimes, native_bf16, expected",
+    [
+        (tiny_rrdb(), "auto", ALL, True, Plan("openvino", "fp32", "cpu")),  # RRDBNet stays fp32 (bf16 drifts)
+        (tiny_vgg(), "auto", ALL, True, Plan("openvino", "bf16", "cpu")),  # SRVGG: bf16 where native
+        (tiny_vgg(), "auto", ALL, False, Plan("openvino", "fp32", "cpu")),  # no native bf16: fp32
+        (tiny_vgg(), "fp32", ALL, True, Plan("openvino", "fp32", "cpu")),  # explicit fp32 is honoured
+        (tiny_vgg(), "auto", ("onnxruntime", "torch"), True, Plan("onnxruntime", "fp32", "cpu")),  # no OpenVINO
+        (tiny_rrdb(), "bf16", ("onnxruntime", "torch"), True, Plan("torch", "bf16", "cpu")),  # ORT has no bf16 here
+        (tiny_rrdb(), "bf16", ALL, False, Plan("torch", "bf16", "cpu")),  # OpenVINO would not compute bf16
+        (tiny_rrdb(), "auto", ("torch",), True, Plan("torch", "fp32", "cpu")),  # nothing installed
+        (tiny_rrdb(), "fp16", ALL, True, None),  # fp16 on the CPU: eager
+    ],
+)
+def test_cpu_selection(model, precision, runtimes, native_bf16, expected):
+    assert choose_plan(model, device=CPU, precision=precision, runtimes=runtimes, native_bf16=native_bf16) == expected
+
+
+def test_gpu_selection_needs_no_gpu():
+    model = tiny_rrdb()
+    assert choose_plan(model, device="cuda", precision="auto", runtimes=ALL) == Plan("torch", "fp16", "cuda")
+    assert choose_plan(model, device="cuda:1", precision="bf16") == Plan("torch", "bf16", "cuda")
+    assert choose_plan(model, device="cuda", precision="auto", cuda_graphs=True).cuda_graphs
+    assert choose_plan(model, device="mps", precision="auto") is None
+
+
+def test_only_srhub_generators_get_a_fast_path():
+    plain = torch.nn.Conv2d(3, 3, 1)
+    plain.scale = 1
+    assert choose_plan(plain, device=CPU, precision="auto", runtimes=ALL) is None
+    assert choose_plan(srhub.VGGStyleDiscriminator(), device=CPU, precision="auto", runtimes=ALL) is None
+    assert fast_forward(plain, plain, device=CPU, precision="auto") is plain
+
+
+# ---------------------------------------------------------------------- equal outputs
+def _max_abs(runner, model, lq):
+    with torch.no_grad():
+        expected = model(lq)
+        got = runner(lq)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    return float((got - expected).abs().max())
+
+
+FP32_PLANS = [Plan("torch", "fp32", "cpu"), Plan("onnxruntime", "fp32", "cpu"), Plan("openvino", "fp32", "cpu")]
+
+
+@pytest.mark.parametrize("plan", FP32_PLANS, ids=lambda p: p.runtime)
+@pytest.mark.parametrize("make", [tiny_rrdb, lambda: tiny_rrdb(2), tiny_vgg], ids=["rrdb4", "rrdb2", "vgg"])
+def test_fp32_paths_equal_eager(plan, make):
+    if not accel.runtime_installed(plan.runtime):
+        pytest.skip(f"{plan.runtime} not installed")
+    model = make().eval()
+    runner = make_runner(model, model, plan, threads=1)
+    m = model.size_multiple
+    for size in [(24, 40), (36, 20)]:  # sizes other than the traced one (64x64)
+        lq = torch.rand(1, 3, size[0] // m * m, size[1] // m * m)
+        assert _max_abs(runner, model, lq) < 1e-4
+
+
+def _real_crop(datasets_root, side=32):
+    image = Image.open(datasets_root / "benchmark" / "Set5" / "butterfly.png").convert("RGB")
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
+    lq = torch.nn.functional.interpolate(pixels[None], scale_factor=0.25, mode="bicubic", antialias=True).clamp(0, 1)
+    return lq[..., :side, :side].contiguous()
+
+
+@pytest.mark.parametrize("plan", [Plan("openvino", "bf16", "cpu"), Plan("torch", "bf16", "cpu")], ids=lambda p: p.runtime)
+def test_bf16_paths_within_claimed_tolerance_on_real_weights(plan, datasets_root):
+    """The auto bf16 choice (SRVGGNetCompact) stays within 0.5/255 mean abs and 45 dB of float32."""
+    if not accel.runtime_installed(plan.runtime):
+        pytest.skip(f"{plan.runtime} not installed")
+    if not accel.cpu_has_native_bf16():
+        pytest.skip("no native bf16 on this CPU")
+    model = srhub.load("realesr-animevideov3-x4").eval()
+    lq = _real_crop(datasets_root)
+    runner = make_runner(model, model, plan, threads=2)
+    with torch.no_grad():
+        expected, got = model(lq), runner(lq)
+    mean_abs = float((got - expected).abs().mean()) * 255
+    mse = float((got.clamp(0, 1) - expected.clamp(0, 1)).pow(2).mean())
+    assert mean_abs <= 0.5
+    assert 10 * math.log10(1 / mse) >= 45
+    assert mean_abs > 0  # it really ran in reduced precision
+
+
+def test_openvino_compiles_repeated_shapes_statically():
+    pytest.importorskip("openvino")
+    model = tiny_vgg()
+    runner = accel._OpenVINORunner(accel.exported_graph(model), precision="fp32", threads=1, max_static=1)
+    a, b = torch.rand(1, 3, 20, 24), torch.rand(1, 3, 28, 16)
+    for lq in (a, a, a, b, b):  # a: dynamic, then static; b: the same, evicting a
+        with torch.no_grad():
+            assert float((runner(lq) - model(lq)).abs().max()) < 1e-4
+    assert list(runner.static) == [tuple(b.shape)]
+
+
+def test_tiny_tiles_run_in_pytorch():
+    model = tiny_vgg()
+    calls = []
+
+    def net(lq):
+        calls.append(tuple(lq.shape))
+        return model(lq)
+
+    runner = accel._WithFallback(lambda lq: pytest.fail("fast path used for a tiny tile"), net, Plan("onnxruntime", "fp32", "cpu"))
+    runner(torch.rand(1, 3, 8, 30))
+    assert calls == [(1, 3, 8, 30)]
+
+
+def test_runtime_failure_on_a_tile_runs_it_in_pytorch():
+    model = tiny_vgg()
+
+    def broken(lq):
+        raise RuntimeError("runtime exploded")
+
+    runner = accel._WithFallback(broken, model, Plan("openvino", "fp32", "cpu"))
+    lq = torch.rand(1, 3, 20, 20)
+    with pytest.warns(UserWarning, match="runtime exploded"):
+        out = runner(lq)
+    with torch.no_grad():
+        assert torch.equal(out, model(lq))
+
+
+# ---------------------------------------------------------------------- hook, fallback, off switch, caches
+def test_upscale_uses_fast_path_and_matches_eager():
+    model = tiny_vgg()
+    image = torch.rand(3, 40, 36)
+    with torch.no_grad():
+        eager = srhub.upscale(image, model=model, fast=False, precision="fp32")
+        fast = srhub.upscale(image, model=model, precision="fp32")
+    assert fast.shape == eager.shape == (3, 160, 144)
+    assert float((fast - eager).abs().max()) < 1e-4
+    assert any(entry[2] is not None for entry in accel._runners.values())
+
+
+def test_off_switch_never_builds_a_fast_path(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("fast path built although fast=False")
+
+    monkeypatch.setattr(accel, "fast_forward", boom)
+    out = tiled_forward(tiny_vgg(), torch.rand(1, 3, 20, 20), fast=False)
+    assert out.shape == (1, 3, 80, 80)
+    with pytest.raises(AssertionError, match="fast path built"):
+        tiled_forward(tiny_vgg(), torch.rand(1, 3, 20, 20))
+
+
+def test_cli_no_fast(tmp_path, monkeypatch):
+    from srhub.cli import main
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        from srhub.inference import BatchReport
+
+        return BatchReport()
+
+    monkeypatch.setattr("srhub.inference.upscale_files", fake)
+    assert main(["upscale", "x.png", "-o", str(tmp_path), "--model", "m", "--no-fast"]) == 0
+    assert seen["fast"] is False
+    assert main(["upscale", "x.png", "-o", str(tmp_path), "--model", "m"]) == 0
+    assert seen["fast"] is True
+
+
+def test_export_failure_falls_back_to_eager_with_one_warning(monkeypatch):
+    def fail(model, **kwargs):
+        raise ExportError("cannot export this one")
+
+    monkeypatch.setattr(accel, "exported_graph", fail)
+    model = tiny_rrdb()
+    plan = Plan("onnxruntime", "fp32", "cpu")
+    with pytest.warns(UserWarning, match="cannot export this one"):
+        assert fast_forward(model, model, device=CPU, precision="auto", plan=plan) is model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fast_forward(model, model, device=CPU, precision="auto", plan=plan) is model  # remembered
+
+
+def test_runner_rebuilt_when_weights_change():
+    pytest.importorskip("onnxruntime")
+    model = tiny_vgg()
+    plan = Plan("onnxruntime", "fp32", "cpu")
+    first = fast_forward(model, model, device=CPU, precision="auto", plan=plan)
+    assert fast_forward(model, model, device=CPU, precision="auto", plan=plan) is first
+    with torch.no_grad():
+        model.body[0].weight.mul_(2)
+    second = fast_forward(model, model, device=CPU, precision="auto", plan=plan)
+    assert second is not first
+    lq = torch.rand(1, 3, 20, 20)
+    assert _max_abs(second, model, lq) < 1e-4
+
+
+def test_disk_cache_for_large_models(tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    monkeypatch.setattr(accel, "DISK_CACHE_MIN_PARAMETERS", 1000)
+    model = tiny_vgg()
+    first = accel.exported_graph(model)
+    files = list((tmp_path / "cache" / "onnx").glob("srvggnet-compact-*.onnx"))
+    assert len(files) == 1 and files[0].read_bytes() == first
+    monkeypatch.setattr("srhub.export.export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    assert accel.exported_graph(model) == first
+    other = tiny_vgg()  # other random weights: another key
+    assert accel.weights_hash(other) != accel.weights_hash(model)
+
+
+def test_conv_flops_counts_by_hand():
+    model = srhub.SRVGGNetCompact(scale=2, num_features=4, num_convs=1)
+    h, w = 10, 6
+    expected = 2 * h * w * 9 * (3 * 4 + 4 * 4 + 4 * 12)
+    assert accel.conv_flops(model, (1, 3, h, w)) == expected
