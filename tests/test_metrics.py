@@ -74,8 +74,8 @@ def test_rgb_mode_agrees_with_scikit_image(real_pairs):
     )
 
 
-def test_ssim_is_torchmetrics_map_without_its_padded_margin():
-    # Same formula as torchmetrics, over windows fully inside the image; torchmetrics' own mean
+def test_ssim_averages_the_valid_region_not_the_padded_map():
+    # torchmetrics' map over windows fully inside the image; its own mean
     # includes windows reaching into its reflected padding and differs.
     from torchmetrics.functional.image import structural_similarity_index_measure
 
