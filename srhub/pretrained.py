@@ -447,8 +447,11 @@ def trained_card(record: dict) -> dict:
     scale = record["config"]["scale"]
     by_set = {row["dataset"]: row for row in record["results"]}
     set5 = by_set["Set5"]
+    network = record["architecture"].upper()
+    if training["script"].endswith("pisr.py"):
+        network = "PISR student (an FSRCNN distilled from a teacher that sees the HR image)"
     summary = (
-        f"{record['architecture'].upper()} x{scale} trained by srhub on a 43-photo set, shipped inside the srhub "
+        f"{network} x{scale} trained by srhub on a 43-photo set, shipped inside the srhub "
         f"package (`srhub.load(\"{record['name']}\")` works offline). Set5 x{scale}: {set5['psnr']:.2f} dB "
         f"(bicubic {set5['bicubic_psnr']:.2f} dB"
         + (f", paper {set5['paper_psnr']:.2f} dB" if set5.get("paper_psnr") is not None else "")
@@ -533,10 +536,49 @@ def _trained(name: str, architecture: str, config: dict, description: str) -> Pr
     )
 
 
+def _espcn(scale: int) -> dict:
+    return {"scale": scale, "num_features": 64, "hidden_features": 32, "color_mode": "y"}
+
+
+def _fsrcnn(scale: int) -> dict:
+    return {"scale": scale, "num_features": 56, "shrink_features": 12, "num_mapping_layers": 4, "color_mode": "y"}
+
+
+def _srcnn(scale: int) -> dict:
+    return {"scale": scale, "variant": "9-5-5", "num_features": 64, "hidden_features": 32, "color_mode": "y"}
+
+
+def _bsrn_s(scale: int) -> dict:
+    return {
+        "scale": scale, "in_channels": 3, "out_channels": 3, "num_features": 48, "num_blocks": 5,
+        "pointwise_bias": True, "esa_downsample": "conv", "channel_attention": "scale",
+    }  # fmt: skip
+
+
 PRETRAINED.update(
     {
         spec.name: spec
         for spec in [
+            _trained("espcn-x2", "espcn", _espcn(2), "ESPCN x2 (luma), trained by srhub on photos-43; tiny and fast"),
+            _trained("espcn-x3", "espcn", _espcn(3), "ESPCN x3 (luma), trained by srhub on photos-43; tiny and fast"),
+            _trained("espcn-x4", "espcn", _espcn(4), "ESPCN x4 (luma), trained by srhub on photos-43; tiny and fast"),
+            _trained("fsrcnn-x2", "fsrcnn", _fsrcnn(2), "FSRCNN x2 (luma), trained by srhub on photos-43; the fastest"),
+            _trained("fsrcnn-x3", "fsrcnn", _fsrcnn(3), "FSRCNN x3 (luma), trained by srhub on photos-43; the fastest"),
+            _trained("fsrcnn-x4", "fsrcnn", _fsrcnn(4), "FSRCNN x4 (luma), trained by srhub on photos-43; the fastest"),
+            _trained("srcnn-x2", "srcnn", _srcnn(2), "SRCNN 9-5-5 x2 (luma), trained by srhub on photos-43"),
+            _trained("srcnn-x3", "srcnn", _srcnn(3), "SRCNN 9-5-5 x3 (luma), trained by srhub on photos-43"),
+            _trained("srcnn-x4", "srcnn", _srcnn(4), "SRCNN 9-5-5 x4 (luma), trained by srhub on photos-43"),
+            _trained(
+                "pisr-x2", "fsrcnn", _fsrcnn(2),
+                "PISR student x2: an FSRCNN (luma) distilled from a teacher that sees the HR image, trained by srhub",
+            ),
+            _trained(
+                "pisr-x4", "fsrcnn", _fsrcnn(4),
+                "PISR student x4: an FSRCNN (luma) distilled from a teacher that sees the HR image, trained by srhub",
+            ),
+            _trained("bsrn-s-x2", "bsrn-s", _bsrn_s(2), "BSRN-S x2 (RGB), trained by srhub on photos-43"),
+            _trained("bsrn-s-x3", "bsrn-s", _bsrn_s(3), "BSRN-S x3 (RGB), trained by srhub on photos-43"),
+            _trained("bsrn-s-x4", "bsrn-s", _bsrn_s(4), "BSRN-S x4 (RGB), trained by srhub on photos-43"),
         ]
     }
 )  # fmt: skip
