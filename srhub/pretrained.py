@@ -573,6 +573,10 @@ PRETRAINED.update(
                 "PISR student x2: an FSRCNN (luma) distilled from a teacher that sees the HR image, trained by srhub",
             ),
             _trained(
+                "pisr-x3", "fsrcnn", _fsrcnn(3),
+                "PISR student x3: an FSRCNN (luma) distilled from a teacher that sees the HR image, trained by srhub",
+            ),
+            _trained(
                 "pisr-x4", "fsrcnn", _fsrcnn(4),
                 "PISR student x4: an FSRCNN (luma) distilled from a teacher that sees the HR image, trained by srhub",
             ),
