@@ -548,6 +548,13 @@ def _srcnn(scale: int) -> dict:
     return {"scale": scale, "variant": "9-5-5", "num_features": 64, "hidden_features": 32, "color_mode": "y"}
 
 
+def _bsrn(scale: int) -> dict:
+    return {
+        "scale": scale, "in_channels": 3, "out_channels": 3, "num_features": 64, "num_blocks": 8,
+        "pointwise_bias": False, "esa_downsample": "bsconv", "channel_attention": "cca",
+    }  # fmt: skip
+
+
 def _bsrn_s(scale: int) -> dict:
     return {
         "scale": scale, "in_channels": 3, "out_channels": 3, "num_features": 48, "num_blocks": 5,
@@ -580,6 +587,7 @@ PRETRAINED.update(
                 "pisr-x4", "fsrcnn", _fsrcnn(4),
                 "PISR student x4: an FSRCNN (luma) distilled from a teacher that sees the HR image, trained by srhub",
             ),
+            _trained("bsrn-x4", "bsrn", _bsrn(4), "BSRN x4 (RGB), trained by srhub on photos-43 (short CPU run)"),
             _trained("bsrn-s-x2", "bsrn-s", _bsrn_s(2), "BSRN-S x2 (RGB), trained by srhub on photos-43"),
             _trained("bsrn-s-x3", "bsrn-s", _bsrn_s(3), "BSRN-S x3 (RGB), trained by srhub on photos-43"),
             _trained("bsrn-s-x4", "bsrn-s", _bsrn_s(4), "BSRN-S x4 (RGB), trained by srhub on photos-43"),
