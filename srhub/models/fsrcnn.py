@@ -45,6 +45,10 @@ class FSRCNNBody(nn.Module):
         self, *, scale: int, channels: int, num_features: int, shrink_features: int, num_mapping_layers: int
     ) -> None:
         super().__init__()
+        if num_features < 1 or shrink_features < 1:
+            raise ValueError("num_features (d) and shrink_features (s) must be positive")
+        if num_mapping_layers < 0:
+            raise ValueError(f"num_mapping_layers (m) must be >= 0, got {num_mapping_layers}")
         self.feature_extraction = _conv_prelu(channels, num_features, 5)
         self.shrinking = _conv_prelu(num_features, shrink_features, 1)
         self.mapping = nn.Sequential(
@@ -120,10 +124,6 @@ class FSRCNN(SRModel, tags=["fsrcnn"]):
             raise ValueError(f"scale must be >= 1, got {scale}")
         if color_mode not in ("y", "rgb"):
             raise ValueError(f"color_mode must be 'y' or 'rgb', got {color_mode!r}")
-        if num_features < 1 or shrink_features < 1:
-            raise ValueError("num_features (d) and shrink_features (s) must be positive")
-        if num_mapping_layers < 0:
-            raise ValueError(f"num_mapping_layers (m) must be >= 0, got {num_mapping_layers}")
         self.scale = scale
         self.color_mode = color_mode
         self.body = FSRCNNBody(

@@ -90,10 +90,6 @@ class PISRTeacher(SRModel, tags=["pisr", "teacher", "fsrcnn"]):
             raise ValueError(f"scale must be >= 1, got {scale}")
         if color_mode not in ("y", "rgb"):
             raise ValueError(f"color_mode must be 'y' or 'rgb', got {color_mode!r}")
-        if num_features < 1 or shrink_features < 1:
-            raise ValueError("num_features (d) and shrink_features (s) must be positive")
-        if num_mapping_layers < 0:
-            raise ValueError(f"num_mapping_layers (m) must be >= 0, got {num_mapping_layers}")
         self.scale = scale
         self.color_mode = color_mode
         self._student_config = dict(
