@@ -38,7 +38,7 @@ from PIL import Image
 
 import srhub
 from srhub import pretrained
-from srhub.convert import convert_ncnn, ncnn_bicubic_resize, ncnn_io_names
+from srhub.convert import convert_ncnn, ncnn_bicubic_resize, ncnn_net
 from srhub.degradations import imresize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,33 +55,6 @@ def load_lr(path: Path, crop: int | None) -> torch.Tensor:
         top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
         lr = lr[:, top : top + crop, left : left + crop]
     return lr.unsqueeze(0).contiguous()
-
-
-def ncnn_net(param: Path, bin_path: Path, threads: int):
-    import ncnn
-
-    net = ncnn.Net()
-    net.opt.use_vulkan_compute = False
-    net.opt.use_fp16_storage = False
-    net.opt.use_fp16_arithmetic = False
-    net.opt.use_fp16_packed = False
-    net.opt.num_threads = threads
-    if net.load_param(str(param)) != 0 or net.load_model(str(bin_path)) != 0:
-        raise RuntimeError(f"ncnn could not load {param}")
-    return net
-
-
-def run_ncnn(net, names: tuple[str, str], lq: torch.Tensor) -> torch.Tensor:
-    import ncnn
-
-    array = np.ascontiguousarray(lq[0].numpy())
-    mat = ncnn.Mat(array)  # no copy: ``array`` must outlive the extraction
-    extractor = net.create_extractor()
-    extractor.input(names[0], mat)
-    status, out = extractor.extract(names[1])
-    if status != 0:
-        raise RuntimeError(f"ncnn extraction failed ({status})")
-    return torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).unsqueeze(0)
 
 
 def main() -> int:
@@ -114,7 +87,7 @@ def main() -> int:
         spec = pretrained.get_pretrained(name)
         param, bin_path = pretrained.ncnn_source_files(spec)
         converted = convert_ncnn(param, bin_path, architecture=spec.architecture)
-        net, names = ncnn_net(param, bin_path, args.threads), ncnn_io_names(param)
+        run_ncnn = ncnn_net(param, bin_path, threads=args.threads)
         crop = args.x4plus_crop if name == "realesrgan-x4plus" and args.x4plus_crop else None
         worst, total, count, pixels, t_srhub, t_ncnn = 0.0, 0.0, 0, 0, 0.0, 0.0
         for path in images:
@@ -127,7 +100,7 @@ def main() -> int:
                     sr = ncnn_bicubic_resize(sr, scale=converted.config["scale"], outscale=converted.outscale)
             t_srhub += time.perf_counter() - start
             start = time.perf_counter()
-            reference = run_ncnn(net, names, lq)
+            reference = run_ncnn(lq)
             t_ncnn += time.perf_counter() - start
             if sr.shape != reference.shape:
                 raise RuntimeError(f"{name} on {path.name}: srhub {tuple(sr.shape)}, ncnn {tuple(reference.shape)}")

@@ -98,36 +98,14 @@ def photo_crop(size: int) -> torch.Tensor:
 
 def ncnn_runner(name: str, threads: int):
     """A callable running the released ncnn graph of ``name``, or None when there is none."""
-    from srhub.convert import ncnn_io_names
+    from srhub.convert import ncnn_net
     from srhub.pretrained import PRETRAINED, ncnn_source_files
 
     spec = PRETRAINED.get(name)
     if spec is None or spec.ncnn_files is None:
         return None
-    import ncnn
-
     param, bin_path = ncnn_source_files(spec)
-    net = ncnn.Net()
-    net.opt.use_vulkan_compute = False
-    net.opt.use_fp16_storage = False
-    net.opt.use_fp16_arithmetic = False
-    net.opt.use_fp16_packed = False
-    net.opt.num_threads = threads
-    if net.load_param(str(param)) != 0 or net.load_model(str(bin_path)) != 0:
-        raise RuntimeError(f"ncnn could not load {param}")
-    input_name, output_name = ncnn_io_names(param)
-
-    def run(lq: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(lq[0].numpy())
-        mat = ncnn.Mat(array)  # wraps ``array`` without copying: keep it alive until extraction ends
-        extractor = net.create_extractor()
-        extractor.input(input_name, mat)
-        status, out = extractor.extract(output_name)
-        if status != 0:
-            raise RuntimeError(f"ncnn extraction failed ({status})")
-        return torch.from_numpy(np.array(out, dtype=np.float32, copy=True))[None]
-
-    return run
+    return ncnn_net(param, bin_path, threads=threads)
 
 
 def psnr(sr: torch.Tensor, reference: torch.Tensor) -> float:
