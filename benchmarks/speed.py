@@ -19,11 +19,16 @@ Paths (``--paths``): ``auto`` is what ``srhub.upscale`` uses by default on this
 machine (see ``srhub.accel``); ``torch-fp32`` is float32 PyTorch in channels_last,
 timed once, and is the reference output (NCHW eager is slower still). The others
 force one runtime and precision: ``torch-cl`` (channels_last, timed like the rest),
-``torch-bf16`` (channels_last + bf16 autocast), ``ort`` (ONNX Runtime fp32), ``ov-fp32``, ``ov-bf16`` (OpenVINO).
+``torch-bf16`` (channels_last + bf16 autocast), ``ort`` (ONNX Runtime fp32), ``ov-fp32``, ``ov-bf16`` (OpenVINO),
+``ov-mixed`` (OpenVINO, the model's ``mixed_bfloat16()`` copy; RRDBNet only).
+
+``--quality`` times nothing: it runs each path on the 19 Set5/Set14 images at LR size
+and prints each output's difference from float32 PyTorch, the median and the worst.
 
     python benchmarks/speed.py                       # the acceptance sizes, 2 threads
     python benchmarks/speed.py --models realesr-animevideov3-x4 --sizes 64 128 256 512
     python benchmarks/speed.py --paths auto ov-fp32 ov-bf16 ort torch-cl torch-bf16
+    python benchmarks/speed.py --quality --models realesrgan-x4plus --paths auto ov-bf16  # on Set5/Set14
     python benchmarks/speed.py --gpu                 # GPU throughput of RRDBNet x4 (needs CUDA)
 """
 
@@ -65,6 +70,7 @@ FORCED = {
     "ort": accel.Plan("onnxruntime", "fp32", "cpu"),
     "ov-fp32": accel.Plan("openvino", "fp32", "cpu"),
     "ov-bf16": accel.Plan("openvino", "bf16", "cpu"),
+    "ov-mixed": accel.Plan("openvino", "mixed", "cpu"),
 }
 #: Dense (no sparsity) fp16/bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets.
 GPU_PEAK_TFLOPS = {"H100 SXM": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4,
@@ -168,6 +174,39 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
             print(f"  {name:24s} {size:>3d}x{size:<3d} {ratio:5.2f}x  {mean_abs:.4f}/255  {db:.1f} dB  {'ok' if ok else 'MISS'}")
 
 
+def quality_check(args: argparse.Namespace) -> None:
+    """Each path's output against float32 PyTorch on the 19 Set5/Set14 images at LR size (x1/4 MATLAB bicubic)."""
+    from srhub.degradations import imresize
+
+    torch.set_num_threads(args.threads)
+    images = sorted((DATASETS / "benchmark").glob("Set5/*.png")) + sorted((DATASETS / "benchmark").glob("Set14/*.png"))
+    if not images:
+        sys.exit(f"no Set5/Set14 images under {DATASETS / 'benchmark'}")
+    print(f"{'model':24s} {'path':10s} {'image':14s} {'LR':>9s} {'mean abs/255':>13s} {'PSNR dB':>8s}")
+    for name in args.models:
+        model = load_model(name)
+        reference_net = accel._TorchRunner(model, autocast_bf16=False)
+        for path in args.paths:
+            plan = accel.choose_plan(model, device=torch.device("cpu"), precision="auto") if path == "auto" else FORCED[path]
+            run = accel.fast_forward(model, model, device=torch.device("cpu"), precision="auto", plan=plan)
+            errors = []
+            for image in images:
+                hr = torch.from_numpy(np.array(Image.open(image).convert("RGB"))).permute(2, 0, 1)
+                multiple = 4 * model.size_multiple
+                hr = hr[:, : hr.shape[1] // multiple * multiple, : hr.shape[2] // multiple * multiple].contiguous()
+                lq = (imresize(hr, scale=1 / 4).float() / 255)[None].contiguous()
+                reference, sr = reference_net(lq), run(lq)
+                errors.append((float((sr - reference).abs().mean()) * 255, psnr(sr, reference)))
+                size = f"{lq.shape[-1]}x{lq.shape[-2]}"
+                print(f"{name:24s} {path:10s} {image.stem:14s} {size:>9s} {errors[-1][0]:13.4f} {errors[-1][1]:8.1f}", flush=True)
+            worst_abs, worst_db = max(e[0] for e in errors), min(e[1] for e in errors)
+            over = sum(e[0] > 0.5 for e in errors)
+            under = sum(e[1] < 45 for e in errors)
+            median_abs = statistics.median(e[0] for e in errors)
+            print(f"  {name} {path} ({plan.runtime}/{plan.precision}): median {median_abs:.3f}/255, worst {worst_abs:.3f}/255 "
+                  f"and {worst_db:.1f} dB; {over} of {len(errors)} images above 0.5/255, {under} below 45 dB\n")  # fmt: skip
+
+
 def gpu_peak(name: str) -> float | None:
     for key in sorted(GPU_PEAK_TFLOPS, key=len, reverse=True):
         if key in name:
@@ -217,6 +256,8 @@ def main() -> int:
     parser.add_argument("--paths", nargs="+", default=["auto"], choices=["auto", *FORCED])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quality", action="store_true",
+                        help="instead of timing, compare each path with float32 PyTorch on all Set5/Set14 images")
     parser.add_argument("--gpu", action="store_true", help="measure RRDBNet x4 on the GPU instead")
     parser.add_argument("--gpu-tile", type=int, default=256)
     parser.add_argument("--gpu-batch", type=int, default=8)
@@ -226,6 +267,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.gpu:
         gpu_benchmark(args)
+    elif args.quality:
+        quality_check(args)
     else:
         cpu_benchmark(args)
     return 0

@@ -42,7 +42,10 @@ def _private_cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "model, precision, runtimes, native_bf16, expected",
     [
-        (tiny_rrdb(), "auto", ALL, True, Plan("openvino", "fp32", "cpu")),  # RRDBNet stays fp32 (bf16 drifts)
+        (tiny_rrdb(), "auto", ALL, True, Plan("openvino", "mixed", "cpu")),  # RRDBNet: bf16 convs, fp32 sums
+        (tiny_rrdb(), "auto", ALL, False, Plan("openvino", "fp32", "cpu")),  # ... only where bf16 is native
+        (tiny_rrdb(), "auto", ("onnxruntime", "torch"), True, Plan("onnxruntime", "fp32", "cpu")),  # needs OpenVINO
+        (tiny_rrdb(), "fp32", ALL, True, Plan("openvino", "fp32", "cpu")),
         (tiny_vgg(), "auto", ALL, True, Plan("openvino", "bf16", "cpu")),  # SRVGG: bf16 where native
         (tiny_vgg(), "auto", ALL, False, Plan("openvino", "fp32", "cpu")),  # no native bf16: fp32
         (tiny_vgg(), "fp32", ALL, True, Plan("openvino", "fp32", "cpu")),  # explicit fp32 is honoured
@@ -122,6 +125,47 @@ def test_bf16_paths_within_claimed_tolerance_on_real_weights(plan, datasets_root
     assert mean_abs <= 0.5
     assert 10 * math.log10(1 / mse) >= 45
     assert mean_abs > 0  # it really ran in reduced precision
+
+
+def test_rrdbnet_mixed_bfloat16_copy():
+    """Dense blocks in bf16, everything else (first conv, residual sums, upsampler) float32; the original untouched."""
+    torch.manual_seed(0)
+    model = srhub.RRDBNet(scale=2, num_features=16, num_blocks=2, growth_channels=8).eval()
+    mixed = model.mixed_bfloat16()
+    dtypes = {name: p.dtype for name, p in mixed.named_parameters()}
+    assert {d for n, d in dtypes.items() if n.startswith("body.")} == {torch.bfloat16}
+    assert {d for n, d in dtypes.items() if not n.startswith("body.")} == {torch.float32}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    lq = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        trunk_in = model.conv_first(torch.nn.functional.pixel_unshuffle(lq, 2))
+        block = mixed.body[0].rdb1
+        out = block(trunk_in)
+        expected, got = model(lq), mixed(lq)
+    assert out.dtype == torch.float32  # the residual sum stays float32 around a bf16 block
+    assert got.dtype == torch.float32
+    assert 0 < float((got - expected).abs().max()) < 2e-2
+
+
+def test_mixed_path_on_real_weights(datasets_root):
+    """realesrgan-x4plus's auto path (OpenVINO, bf16 dense blocks) stays within 0.5/255 mean abs and 45 dB of float32."""
+    if not accel.runtime_installed("openvino"):
+        pytest.skip("openvino not installed")
+    if not accel.cpu_has_native_bf16():
+        pytest.skip("no native bf16 on this CPU")
+    model = srhub.load("realesrgan-x4plus").eval()
+    plan = choose_plan(model, device=CPU, precision="auto")
+    assert plan == Plan("openvino", "mixed", "cpu")
+    lq = _real_crop(datasets_root)
+    runner = make_runner(model, model, plan, threads=2)
+    with torch.no_grad():
+        expected, got = model(lq), runner(lq)
+    mean_abs = float((got - expected).abs().mean()) * 255
+    mse = float((got.clamp(0, 1) - expected.clamp(0, 1)).pow(2).mean())
+    assert 0 < mean_abs <= 0.5
+    assert 10 * math.log10(1 / mse) >= 45
+    with pytest.raises(ValueError, match="OpenVINO only"):
+        make_runner(model, model, Plan("onnxruntime", "mixed", "cpu"))
 
 
 def test_openvino_compiles_repeated_shapes_statically():

@@ -24,6 +24,8 @@ differs from the reference code.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -61,12 +63,16 @@ class ResidualDenseBlock(nn.Module):
         _scaled_kaiming_init([self.conv1, self.conv2, self.conv3, self.conv4, self.conv5], 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = _lrelu(self.conv1(x))
-        x2 = _lrelu(self.conv2(torch.cat((x, x1), 1)))
-        x3 = _lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
-        x4 = _lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
-        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
-        return x + 0.2 * x5
+        # The convolutions run in the dtype of their weights and the residual sum in the
+        # input's: the same dtype normally, bfloat16 convolutions on a float32 running sum
+        # in RRDBNet.mixed_bfloat16().
+        inner = x.to(self.conv1.weight.dtype)
+        x1 = _lrelu(self.conv1(inner))
+        x2 = _lrelu(self.conv2(torch.cat((inner, x1), 1)))
+        x3 = _lrelu(self.conv3(torch.cat((inner, x1, x2), 1)))
+        x4 = _lrelu(self.conv4(torch.cat((inner, x1, x2, x3), 1)))
+        x5 = self.conv5(torch.cat((inner, x1, x2, x3, x4), 1))
+        return x + 0.2 * x5.to(x.dtype)
 
 
 class RRDB(nn.Module):
@@ -146,6 +152,23 @@ class RRDBNet(SRModel, tags=["rrdbnet", "esrgan", "real-esrgan"]):
     @property
     def size_multiple(self) -> int:
         return self.unshuffle
+
+    def mixed_bfloat16(self) -> RRDBNet:
+        """A copy whose dense blocks convolve in bfloat16 while everything else stays float32.
+
+        The dense blocks hold 92% of the multiply-adds; the first convolution (which sees
+        the image itself, whose 8-bit levels bfloat16 cannot all represent), the
+        residual sums of the trunk, and the upsampler stay float32. Measured on
+        realesrgan-x4plus against its float32 output on the 19 Set5/Set14 images at LR
+        size: 45.7-61.5 dB, 0.14-0.74/255 mean abs (median 0.23); rounding the whole
+        network to bfloat16 gives 47.4-56.1 dB, 0.29-0.71/255 (median 0.43), see
+        ``benchmarks/speed.py --quality``.
+        """
+        mixed = copy.deepcopy(self)
+        for block in mixed.modules():
+            if isinstance(block, ResidualDenseBlock):
+                block.to(torch.bfloat16)
+        return mixed
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         h, w = lq.shape[-2:]
