@@ -72,6 +72,7 @@ def main() -> int:
     parser.add_argument("--command", required=True, help="the training command, as run")
     parser.add_argument("--wall-seconds", type=float, required=True, help="wall time of the whole training run")
     parser.add_argument("--steps", type=int, help="optimizer steps actually run (default: the config's)")
+    parser.add_argument("--hardware", default="2 cores", help='e.g. "2 cores shared with other jobs"')
     parser.add_argument("--note", default="", help="a sentence on the run (machine load, what limits it)")
     parser.add_argument("--data-root", default=None, help="benchmark folder root (default: ../shared/datasets/benchmark)")
     args = parser.parse_args()
@@ -148,7 +149,7 @@ def main() -> int:
             "wall_seconds": round(args.wall_seconds, 1),
             "data": "random patches of photos-43 (43 photos, 1200 px long side; LR by MATLAB-bicubic imresize)",
             "validation": "Set5",
-            "hardware": f"{platform.machine()} CPU, 2 cores shared with other jobs, PyTorch {torch.__version__}",
+            "hardware": f"{platform.machine()} CPU, {args.hardware}, PyTorch {torch.__version__}",
             "note": args.note,
         },
         "results": results,

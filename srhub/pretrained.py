@@ -447,7 +447,7 @@ def trained_card(record: dict) -> dict:
     scale = record["config"]["scale"]
     by_set = {row["dataset"]: row for row in record["results"]}
     set5 = by_set["Set5"]
-    network = record["architecture"].upper()
+    network = {"srresnet": "SRResNet"}.get(record["architecture"], record["architecture"].upper())
     if training["script"].endswith("pisr.py"):
         network = "PISR student (an FSRCNN distilled from a teacher that sees the HR image)"
     summary = (
@@ -591,6 +591,15 @@ PRETRAINED.update(
             _trained("bsrn-s-x2", "bsrn-s", _bsrn_s(2), "BSRN-S x2 (RGB), trained by srhub on photos-43"),
             _trained("bsrn-s-x3", "bsrn-s", _bsrn_s(3), "BSRN-S x3 (RGB), trained by srhub on photos-43"),
             _trained("bsrn-s-x4", "bsrn-s", _bsrn_s(4), "BSRN-S x4 (RGB), trained by srhub on photos-43"),
+            _trained(
+                "srresnet-x4", "srresnet", {"scale": 4, "in_channels": 3, "num_features": 64, "num_blocks": 16},
+                "SRResNet x4 (RGB, MSE), trained by srhub on photos-43 (short CPU run)",
+            ),
+            _trained(
+                "ebrn-x4", "ebrn",
+                {"scale": 4, "in_channels": 3, "num_features": 64, "extraction_features": 256, "num_blocks": 10},
+                "EBRN x4 (RGB), trained by srhub on photos-43 (short CPU run)",
+            ),
         ]
     }
 )  # fmt: skip
