@@ -28,6 +28,7 @@ import shutil
 import tomllib
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +304,13 @@ class EMA:
         return {"decay": self.decay, "weights": self.model.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.decay = float(state["decay"])
+        """Restore the averaged weights; the decay stays the one this run was configured with."""
+        saved = float(state["decay"])
+        if saved != self.decay:
+            warnings.warn(
+                f"the checkpoint's EMA used decay {saved}; continuing with this run's decay {self.decay}",
+                stacklevel=2,
+            )
         self.model.load_state_dict(state["weights"], strict=True)
 
 

@@ -124,9 +124,14 @@ def test_ema_and_schedule():
         model.weight.add_(1.0)
     ema.update(model)
     torch.testing.assert_close(ema.model.weight, start + 0.1)
-    restored = EMA(torch.nn.Linear(2, 1), decay=0.5)
+    restored = EMA(torch.nn.Linear(2, 1), decay=0.9)
     restored.load_state_dict(ema.state_dict())
     assert restored.decay == 0.9 and torch.equal(restored.model.weight, ema.model.weight)
+    # a resumed run given another decay keeps it (the checkpoint's would silently override the flag)
+    changed = EMA(torch.nn.Linear(2, 1), decay=0.5)
+    with pytest.warns(UserWarning, match="continuing with this run's decay 0.5"):
+        changed.load_state_dict(ema.state_dict())
+    assert changed.decay == 0.5 and torch.equal(changed.model.weight, ema.model.weight)
     assert not any(p.requires_grad for p in ema.model.parameters())
     with pytest.raises(ValueError):
         EMA(model, decay=1.0)
