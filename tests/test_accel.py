@@ -108,6 +108,17 @@ def _real_crop(datasets_root, side=32):
     return lq[..., :side, :side].contiguous()
 
 
+def _assert_reduced_precision_within_bounds(model, plan, lq):
+    """The plan's output differs from float32 (it really ran in reduced precision) by at most 0.5/255 mean abs, 45 dB."""
+    runner = make_runner(model, model, plan, threads=2)
+    with torch.no_grad():
+        expected, got = model(lq), runner(lq)
+    mean_abs = float((got - expected).abs().mean()) * 255
+    mse = float((got.clamp(0, 1) - expected.clamp(0, 1)).pow(2).mean())
+    assert 0 < mean_abs <= 0.5
+    assert 10 * math.log10(1 / mse) >= 45
+
+
 @pytest.mark.parametrize("plan", [Plan("openvino", "bf16", "cpu"), Plan("torch", "bf16", "cpu")], ids=lambda p: p.runtime)
 def test_bf16_paths_within_claimed_tolerance_on_real_weights(plan, datasets_root):
     """The auto bf16 choice (SRVGGNetCompact) stays within 0.5/255 mean abs and 45 dB of float32."""
@@ -116,15 +127,7 @@ def test_bf16_paths_within_claimed_tolerance_on_real_weights(plan, datasets_root
     if not accel.cpu_has_native_bf16():
         pytest.skip("no native bf16 on this CPU")
     model = srhub.load("realesr-animevideov3-x4").eval()
-    lq = _real_crop(datasets_root)
-    runner = make_runner(model, model, plan, threads=2)
-    with torch.no_grad():
-        expected, got = model(lq), runner(lq)
-    mean_abs = float((got - expected).abs().mean()) * 255
-    mse = float((got.clamp(0, 1) - expected.clamp(0, 1)).pow(2).mean())
-    assert mean_abs <= 0.5
-    assert 10 * math.log10(1 / mse) >= 45
-    assert mean_abs > 0  # it really ran in reduced precision
+    _assert_reduced_precision_within_bounds(model, plan, _real_crop(datasets_root))
 
 
 def test_rrdbnet_mixed_bfloat16_copy():
@@ -156,14 +159,7 @@ def test_mixed_path_on_real_weights(datasets_root):
     model = srhub.load("realesrgan-x4plus").eval()
     plan = choose_plan(model, device=CPU, precision="auto")
     assert plan == Plan("openvino", "mixed", "cpu")
-    lq = _real_crop(datasets_root)
-    runner = make_runner(model, model, plan, threads=2)
-    with torch.no_grad():
-        expected, got = model(lq), runner(lq)
-    mean_abs = float((got - expected).abs().mean()) * 255
-    mse = float((got.clamp(0, 1) - expected.clamp(0, 1)).pow(2).mean())
-    assert 0 < mean_abs <= 0.5
-    assert 10 * math.log10(1 / mse) >= 45
+    _assert_reduced_precision_within_bounds(model, plan, _real_crop(datasets_root))
     with pytest.raises(ValueError, match="OpenVINO only"):
         make_runner(model, model, Plan("onnxruntime", "mixed", "cpu"))
 
