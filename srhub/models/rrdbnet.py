@@ -62,17 +62,27 @@ class ResidualDenseBlock(nn.Module):
         self.conv5 = nn.Conv2d(f + 4 * g, f, 3, padding=1)
         _scaled_kaiming_init([self.conv1, self.conv2, self.conv3, self.conv4, self.conv5], 0.1)
 
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The five convolutions: what the block adds to ``x`` (before the 0.2 scaling)."""
+        x1 = _lrelu(self.conv1(x))
+        x2 = _lrelu(self.conv2(torch.cat((x, x1), 1)))
+        x3 = _lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = _lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+        return self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The convolutions run in the dtype of their weights and the residual sum in the
-        # input's: the same dtype normally, bfloat16 convolutions on a float32 running sum
-        # in RRDBNet.mixed_bfloat16().
-        inner = x.to(self.conv1.weight.dtype)
-        x1 = _lrelu(self.conv1(inner))
-        x2 = _lrelu(self.conv2(torch.cat((inner, x1), 1)))
-        x3 = _lrelu(self.conv3(torch.cat((inner, x1, x2), 1)))
-        x4 = _lrelu(self.conv4(torch.cat((inner, x1, x2, x3), 1)))
-        x5 = self.conv5(torch.cat((inner, x1, x2, x3, x4), 1))
-        return x + 0.2 * x5.to(x.dtype)
+        return x + 0.2 * self.dense(x)
+
+
+class _Bfloat16DenseBlock(nn.Module):
+    """A dense block convolving in bfloat16 on a float32 residual sum (see ``RRDBNet.mixed_bfloat16``)."""
+
+    def __init__(self, block: ResidualDenseBlock) -> None:
+        super().__init__()
+        self.block = block.to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.2 * self.block.dense(x.to(torch.bfloat16)).to(x.dtype)
 
 
 class RRDB(nn.Module):
@@ -165,9 +175,8 @@ class RRDBNet(SRModel, tags=["rrdbnet", "esrgan", "real-esrgan"]):
         ``benchmarks/speed.py --quality``.
         """
         mixed = copy.deepcopy(self)
-        for block in mixed.modules():
-            if isinstance(block, ResidualDenseBlock):
-                block.to(torch.bfloat16)
+        for rrdb in mixed.body:
+            rrdb.rdb1, rrdb.rdb2, rrdb.rdb3 = (_Bfloat16DenseBlock(b) for b in (rrdb.rdb1, rrdb.rdb2, rrdb.rdb3))
         return mixed
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
