@@ -32,29 +32,25 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 import srhub
 from srhub import pretrained
 from srhub.convert import convert_ncnn, ncnn_bicubic_resize, ncnn_net
-from srhub.degradations import imresize
+from srhub.data import BenchmarkDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("SRHUB_DATASETS", ROOT.parent / "shared" / "datasets"))
 MAX_ABS, MAX_MEAN = 2.0, 0.2  # in 1/255
 
 
-def load_lr(path: Path, crop: int | None) -> torch.Tensor:
-    hr = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).contiguous()
-    hr = hr[:, : hr.shape[1] // 4 * 4, : hr.shape[2] // 4 * 4]
-    lr = imresize(hr, scale=1 / 4).float() / 255.0
+def centre_crop(lq: torch.Tensor, crop: int | None) -> torch.Tensor:
+    """``lq`` (C, H, W) cut to at most ``crop`` pixels a side around its centre, as a batch of one."""
     if crop:
-        h, w = lr.shape[-2:]
+        h, w = lq.shape[-2:]
         top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-        lr = lr[:, top : top + crop, left : left + crop]
-    return lr.unsqueeze(0).contiguous()
+        lq = lq[:, top : top + crop, left : left + crop]
+    return lq.unsqueeze(0).contiguous()
 
 
 def main() -> int:
@@ -68,9 +64,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    images = [p for d in args.datasets for p in sorted((DATASETS / "benchmark" / d).glob("*.png"))]
-    if not images:
-        sys.exit(f"no images under {DATASETS / 'benchmark'} for {args.datasets} (set SRHUB_DATASETS)")
+    images = [item for d in args.datasets for item in BenchmarkDataset(d, scale=4, data_root=DATASETS / "benchmark")]
     print(
         f"srhub vs ncnn {__import__('ncnn').__version__} (fp32 CPU), {args.threads} thread(s) each, torch {torch.__version__}"
     )
@@ -90,8 +84,8 @@ def main() -> int:
         run_ncnn = ncnn_net(param, bin_path, threads=args.threads)
         crop = args.x4plus_crop if name == "realesrgan-x4plus" and args.x4plus_crop else None
         worst, total, count, pixels, t_srhub, t_ncnn = 0.0, 0.0, 0, 0, 0.0, 0.0
-        for path in images:
-            lq = load_lr(path, crop)
+        for item in images:
+            lq = centre_crop(item.lq, crop)
             pixels += lq.shape[-2] * lq.shape[-1]
             start = time.perf_counter()
             with torch.inference_mode():
@@ -103,7 +97,7 @@ def main() -> int:
             reference = run_ncnn(lq)
             t_ncnn += time.perf_counter() - start
             if sr.shape != reference.shape:
-                raise RuntimeError(f"{name} on {path.name}: srhub {tuple(sr.shape)}, ncnn {tuple(reference.shape)}")
+                raise RuntimeError(f"{name} on {item.name}: srhub {tuple(sr.shape)}, ncnn {tuple(reference.shape)}")
             diff = (sr - reference).abs() * 255
             worst, total, count = (max(worst, float(diff.max())), total + float(diff.sum()), count + diff.numel())
         mean = total / count

@@ -114,6 +114,13 @@ def ncnn_runner(name: str, threads: int):
     return ncnn_net(param, bin_path, threads=threads)
 
 
+def path_runner(model: torch.nn.Module, path: str) -> tuple[accel.Plan, accel.Runner]:
+    """``(plan, runner)`` for a ``--paths`` entry: "auto" is what ``srhub.upscale`` picks, the rest are ``FORCED``."""
+    cpu = torch.device("cpu")
+    plan = accel.choose_plan(model, device=cpu, precision="auto") if path == "auto" else FORCED[path]
+    return plan, accel.fast_forward(model, model, device=cpu, precision="auto", plan=plan)
+
+
 def psnr(sr: torch.Tensor, reference: torch.Tensor) -> float:
     mse = float((sr.clamp(0, 1) - reference.clamp(0, 1)).pow(2).mean())
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
@@ -132,12 +139,8 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
         reference_net = accel._TorchRunner(model, autocast_bf16=False)  # float32 PyTorch, channels_last
         runners = {}
         for path in args.paths:
-            if path == "auto":
-                plan = accel.choose_plan(model, device=torch.device("cpu"), precision="auto")
-            else:
-                plan = FORCED[path]
             start = time.perf_counter()
-            runners[path] = (plan, accel.fast_forward(model, model, device=torch.device("cpu"), precision="auto", plan=plan))
+            runners[path] = path_runner(model, path)
             print(f"  ({name}: {path} ready in {time.perf_counter() - start:.1f} s)", flush=True)
         for size in args.sizes or DEFAULT_SIZES.get(name, [64, 96, 256]):
             lq = photo_crop(size)
@@ -176,29 +179,23 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
 
 def quality_check(args: argparse.Namespace) -> None:
     """Each path's output against float32 PyTorch on the 19 Set5/Set14 images at LR size (x1/4 MATLAB bicubic)."""
-    from srhub.degradations import imresize
+    from srhub.data import BenchmarkDataset, mod_crop
 
     torch.set_num_threads(args.threads)
-    images = sorted((DATASETS / "benchmark").glob("Set5/*.png")) + sorted((DATASETS / "benchmark").glob("Set14/*.png"))
-    if not images:
-        sys.exit(f"no Set5/Set14 images under {DATASETS / 'benchmark'}")
+    items = [item for name in ("Set5", "Set14") for item in BenchmarkDataset(name, scale=4, data_root=DATASETS / "benchmark")]
     print(f"{'model':24s} {'path':10s} {'image':14s} {'LR':>9s} {'mean abs/255':>13s} {'PSNR dB':>8s}")
     for name in args.models:
         model = load_model(name)
         reference_net = accel._TorchRunner(model, autocast_bf16=False)
         for path in args.paths:
-            plan = accel.choose_plan(model, device=torch.device("cpu"), precision="auto") if path == "auto" else FORCED[path]
-            run = accel.fast_forward(model, model, device=torch.device("cpu"), precision="auto", plan=plan)
+            plan, run = path_runner(model, path)
             errors = []
-            for image in images:
-                hr = torch.from_numpy(np.array(Image.open(image).convert("RGB"))).permute(2, 0, 1)
-                multiple = 4 * model.size_multiple
-                hr = hr[:, : hr.shape[1] // multiple * multiple, : hr.shape[2] // multiple * multiple].contiguous()
-                lq = (imresize(hr, scale=1 / 4).float() / 255)[None].contiguous()
+            for item in items:
+                lq = mod_crop(item.lq, model.size_multiple)[None].contiguous()
                 reference, sr = reference_net(lq), run(lq)
                 errors.append((float((sr - reference).abs().mean()) * 255, psnr(sr, reference)))
                 size = f"{lq.shape[-1]}x{lq.shape[-2]}"
-                print(f"{name:24s} {path:10s} {image.stem:14s} {size:>9s} {errors[-1][0]:13.4f} {errors[-1][1]:8.1f}", flush=True)
+                print(f"{name:24s} {path:10s} {item.name:14s} {size:>9s} {errors[-1][0]:13.4f} {errors[-1][1]:8.1f}", flush=True)
             worst_abs, worst_db = max(e[0] for e in errors), min(e[1] for e in errors)
             over = sum(e[0] > 0.5 for e in errors)
             under = sum(e[1] < 45 for e in errors)
