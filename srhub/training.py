@@ -274,37 +274,51 @@ class TrainState:
 class EMA:
     """Exponential moving average of a model's parameters and buffers.
 
-    ``ema = decay * ema + (1 - decay) * weights`` after every optimizer step; ``decay=0``
-    makes the average a copy of the latest weights. ``model`` is a detached deep copy
-    kept in float32 on the training device; it is what training scripts validate and save.
+    ``ema = d * ema + (1 - d) * weights`` after every optimizer step, with the warm-up
+    ``d = min(decay, (1 + n) / (10 + n))`` at the n-th update (TensorFlow's
+    ``ExponentialMovingAverage(num_updates=...)``): without it the first thousand steps of a
+    0.999 average are mostly the random initial weights, and a short run validates and saves
+    those. ``decay=0`` makes the average a copy of the latest weights. ``model`` is a detached
+    deep copy kept in float32 on the training device; it is what training scripts validate and save.
     """
 
     def __init__(self, model: nn.Module, *, decay: float = 0.999) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay
+        self.updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def current_decay(self) -> float:
+        """The decay the next update uses (the warm-up above)."""
+        n = self.updates + 1
+        return min(self.decay, (1 + n) / (10 + n))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        weight = 1.0 - self.current_decay()
+        self.updates += 1
         current = model.state_dict()
         for name, average in self.model.state_dict().items():
             value = current[name].detach().to(average.device)
             if average.is_floating_point():
-                average.lerp_(value.to(average.dtype), 1.0 - self.decay)
+                average.lerp_(value.to(average.dtype), weight)
             else:
                 average.copy_(value)
 
     @torch.no_grad()
     def reset(self, model: nn.Module) -> None:
-        """Restart the average at ``model``'s current weights (e.g. when GAN training begins)."""
+        """Restart the average (and its warm-up) at ``model``'s current weights (e.g. when GAN training begins)."""
         self.model.load_state_dict(model.state_dict(), strict=True)
+        self.updates = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "weights": self.model.state_dict()}
+        return {"decay": self.decay, "updates": self.updates, "weights": self.model.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the averaged weights; the decay stays the one this run was configured with."""
+        """Restore the averaged weights and update count; the decay stays the one this run was
+        configured with. Checkpoints from before the warm-up existed count as warmed up."""
+        self.updates = int(state.get("updates", 10**9))
         saved = float(state["decay"])
         if saved != self.decay:
             warnings.warn(

@@ -120,13 +120,30 @@ def test_ema_and_schedule():
     model = torch.nn.Linear(2, 1)
     ema = EMA(model, decay=0.9)
     start = model.weight.detach().clone()
+    # warm-up: the first update uses min(0.9, 2/11), so the average moves 9/11 of the way
     with torch.no_grad():
         model.weight.add_(1.0)
     ema.update(model)
-    torch.testing.assert_close(ema.model.weight, start + 0.1)
+    torch.testing.assert_close(ema.model.weight, start + 9 / 11)
+    assert ema.current_decay() == pytest.approx(3 / 12)
+    for _ in range(200):
+        ema.update(model)
+    assert ema.current_decay() == 0.9  # (1 + n) / (10 + n) passes 0.9 at n = 80
+    torch.testing.assert_close(ema.model.weight, start + 1.0)
+    # steady state: ema = 0.9 * ema + 0.1 * weights
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.model.weight, start + 1.1)
     restored = EMA(torch.nn.Linear(2, 1), decay=0.9)
     restored.load_state_dict(ema.state_dict())
-    assert restored.decay == 0.9 and torch.equal(restored.model.weight, ema.model.weight)
+    assert restored.decay == 0.9 and restored.updates == 202 and torch.equal(restored.model.weight, ema.model.weight)
+    # a checkpoint written before the warm-up existed resumes at the full decay
+    legacy = EMA(torch.nn.Linear(2, 1), decay=0.9)
+    legacy.load_state_dict({"decay": 0.9, "weights": ema.model.state_dict()})
+    assert legacy.current_decay() == 0.9
+    restored.reset(model)
+    assert restored.updates == 0 and torch.equal(restored.model.weight, model.weight)
     # a resumed run given another decay keeps it (the checkpoint's would silently override the flag)
     changed = EMA(torch.nn.Linear(2, 1), decay=0.5)
     with pytest.warns(UserWarning, match="continuing with this run's decay 0.5"):
