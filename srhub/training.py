@@ -392,6 +392,26 @@ def resume(accelerator, output_dir: str | os.PathLike, state: TrainState) -> Pat
     return checkpoint
 
 
+def keep_configured_schedule(scheduler, *, lr: float, total_steps: int, step: int) -> None:
+    """After a resume, put back this run's peak learning rate and schedule length.
+
+    A checkpoint carries the ``LambdaLR`` state, base rates and ``LRSchedule.total_steps``
+    included, so ``--lr`` and ``--steps`` given to a resumed run would otherwise be silently
+    ignored (as :meth:`EMA.load_state_dict` keeps ``--ema-decay``). Warns when they differ.
+    """
+    inner = getattr(scheduler, "scheduler", scheduler)  # Accelerate wraps the scheduler
+    for index, (schedule, group) in enumerate(zip(inner.lr_lambdas, inner.optimizer.param_groups)):
+        if isinstance(schedule, LRSchedule) and schedule.total_steps != max(total_steps, 1):
+            warnings.warn(f"the checkpoint's schedule spans {schedule.total_steps} steps; continuing with {total_steps}", stacklevel=2)
+            schedule.total_steps = max(total_steps, 1)
+        if inner.base_lrs[index] != lr:
+            warnings.warn(f"the checkpoint's peak learning rate is {inner.base_lrs[index]}; continuing with {lr}", stacklevel=2)
+            inner.base_lrs[index] = lr
+        group["initial_lr"] = lr
+        group["lr"] = lr * schedule(step)
+    inner._last_lr = [group["lr"] for group in inner.optimizer.param_groups]
+
+
 # --------------------------------------------------------------------------------------
 # validation and the released model
 # --------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from srhub.data import PatchDataset, training_images
 from srhub.losses import VGG19Features
 from srhub.training import (
     EMA,
+    keep_configured_schedule,
     LRSchedule,
     TrainConfig,
     TrainState,
@@ -243,6 +244,31 @@ def test_psnr_script_channels_last_trains_checkpoints_and_saves(crops, tmp_path)
     assert latest_checkpoint(tmp_path).name == "checkpoint-12"
     saved = srhub.load(str(tmp_path / "model"))  # strict load of the EMA weights, saved in the default layout
     assert type(saved).__name__ == "EBRN" and all(p.is_contiguous() for p in saved.parameters())
+
+
+def test_resumed_run_keeps_its_configured_learning_rate_and_schedule():
+    model = torch.nn.Linear(2, 1)
+    first = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(first, LRSchedule("cosine", 100))
+    for _ in range(50):
+        first.step()
+        scheduler.step()
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    optimizer.load_state_dict(first.state_dict())
+    resumed = torch.optim.lr_scheduler.LambdaLR(optimizer, LRSchedule("cosine", 200))
+    resumed.load_state_dict(scheduler.state_dict())
+    assert resumed.lr_lambdas[0].total_steps == 100 and resumed.base_lrs == [1e-3]  # the checkpoint's, silently
+    with pytest.warns(UserWarning) as caught:
+        keep_configured_schedule(resumed, lr=5e-4, total_steps=200, step=50)
+    assert {str(w.message) for w in caught} == {
+        "the checkpoint's schedule spans 100 steps; continuing with 200",
+        "the checkpoint's peak learning rate is 0.001; continuing with 0.0005",
+    }
+    wanted = LRSchedule("cosine", 200)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * wanted(50))
+    optimizer.step()
+    resumed.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * wanted(51))
 
 
 def test_psnr_resume_is_exact(crops, tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ from srhub.training import (
     TrainState,
     due,
     finish,
+    keep_configured_schedule,
     make_accelerator,
     parse_config,
     patch_loader,
@@ -95,8 +96,8 @@ def main(cfg: Config) -> dict:
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     state = TrainState()
     accelerator.register_for_checkpointing(ema, state)
-    if cfg.resume:
-        resume(accelerator, cfg.output_dir, state)
+    if cfg.resume and resume(accelerator, cfg.output_dir, state):
+        keep_configured_schedule(scheduler, lr=cfg.lr, total_steps=cfg.steps, step=state.step)
     ema.model.to(accelerator.device)
     accelerator.init_trackers(f"psnr-{cfg.model}-x{cfg.scale}", config=tracker_config(cfg))
 
