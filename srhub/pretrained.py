@@ -595,6 +595,10 @@ PRETRAINED.update(
                 "srresnet-x4", "srresnet", {"scale": 4, "in_channels": 3, "num_features": 64, "num_blocks": 16},
                 "SRResNet x4 (RGB, MSE), trained by srhub on photos-43 (short CPU run)",
             ),
+            _trained(
+                "ebrn-x4", "ebrn", {"scale": 4, "in_channels": 3, "num_features": 64, "extraction_features": 256, "num_blocks": 10},
+                "EBRN x4 (RGB, L1), trained by srhub on photos-43 (short CPU run)",
+            ),
         ]
     }
 )  # fmt: skip
