@@ -23,8 +23,9 @@ CPU inference, in this order of preference:
 
    Other architectures stay float32 until measured with released weights.
 2. **ONNX Runtime** (``pip install onnxruntime``), float32.
-3. **PyTorch** itself: a channels-last copy of the model under ``inference_mode``
-   (bfloat16 autocast when bf16 is asked for explicitly).
+3. **PyTorch** itself: a channels-last copy of the model under ``no_grad`` (not
+   ``inference_mode``: its outputs must stay ordinary tensors that callers may modify
+   in place); bfloat16 autocast when bf16 is asked for explicitly.
 
 ``precision="fp32"`` always gives a float32 path (equal to eager PyTorch within float
 rounding); ``precision="bf16"`` asks for bfloat16 on any architecture (whole graph);
@@ -304,7 +305,9 @@ class _TorchRunner:
 
     def __call__(self, lq: torch.Tensor) -> torch.Tensor:
         x = lq.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast_bf16):
+        # no_grad, not inference_mode: an inference tensor returned from here would make the
+        # caller's in-place post-processing (clamp_, alpha division) fail.
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast_bf16):
             sr = self.net(x.float() if self.autocast_bf16 else x)
         return sr.float().contiguous() if self.autocast_bf16 else sr.contiguous()
 
