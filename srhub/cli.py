@@ -7,6 +7,7 @@ function declaring its arguments and a ``_run_<name>`` function doing the work.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -203,9 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that ``finally`` blocks remove partial files."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command. Ctrl-C and SIGTERM stop it with one line (exit 130 / 143), and
+    the file being written at that moment is removed, never left half-written."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return args.func(args)
+    except Terminated:
+        print(f"srhub {args.command}: terminated; no partial output was left", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print(f"srhub {args.command}: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,23 @@ from torch import nn
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
+#: The most parameters a model built from a ``config.json`` may have (a hostile config must
+#: be refused before anything is allocated; the largest srhub model has 17 M).
+MAX_PARAMETERS = 1_000_000_000
+#: Ranges of integer constructor arguments accepted from a ``config.json``, by name; other
+#: integer arguments get ``_DEFAULT_INT_RANGE``. They bound the work of building the model
+#: at all (a billion layers would hang before any parameter count could be taken).
+CONFIG_INT_RANGES: dict[str, tuple[int, int]] = {
+    "scale": (1, 16),
+    "in_channels": (1, 64),
+    "out_channels": (1, 64),
+    "num_blocks": (0, 256),
+    "num_convs": (0, 256),
+    "num_mapping_layers": (0, 256),
+    "input_size": (8, 4096),
+}
+_DEFAULT_INT_RANGE = (0, 4096)
+
 
 class WeightsError(ValueError):
     """Weights that cannot be loaded into a model: unreadable, missing keys, extra keys or wrong shapes."""
@@ -99,6 +116,44 @@ def load_safetensors(model: nn.Module, path: str | os.PathLike, *, device: str |
 
 def _is_meta(model: nn.Module) -> bool:
     return any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def check_config(cls: type[nn.Module], config: dict[str, Any], *, source: str) -> None:
+    """Refuse a config that would build an absurd model, before anything is built.
+
+    Integer arguments must lie in :data:`CONFIG_INT_RANGES` (by name), floats must be
+    finite, and the model built on the meta device (no memory) may have at most
+    :data:`MAX_PARAMETERS` parameters. Raises :class:`WeightsError` naming the argument.
+    """
+    import math
+
+    for key, value in config.items():
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        if isinstance(value, int):
+            low, high = CONFIG_INT_RANGES.get(key, _DEFAULT_INT_RANGE)
+            if not low <= value <= high:
+                raise WeightsError(
+                    f"{CONFIG_NAME} of {source}: {key}={value} is outside the range srhub accepts "
+                    f"for {cls.__name__} ({low}..{high})"
+                )
+        elif isinstance(value, float):
+            if not math.isfinite(value) or abs(value) > 1e6:
+                raise WeightsError(f"{CONFIG_NAME} of {source}: {key}={value} is not a sane number")
+        elif isinstance(value, (list, tuple, dict)):
+            if len(value) > 64:
+                raise WeightsError(f"{CONFIG_NAME} of {source}: {key} holds {len(value)} items; at most 64")
+    try:
+        with torch.device("meta"):
+            probe = cls(**config)
+    except (TypeError, ValueError) as error:
+        raise WeightsError(f"{CONFIG_NAME} of {source} does not describe a valid {cls.__name__}: {error}") from error
+    count = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+    if count > MAX_PARAMETERS:
+        raise WeightsError(
+            f"{CONFIG_NAME} of {source} describes a {cls.__name__} of {count:,} parameters; "
+            f"srhub refuses more than {MAX_PARAMETERS:,}"
+        )
 
 
 def build_empty(cls: type[nn.Module], config: dict[str, Any]) -> nn.Module:
@@ -275,6 +330,7 @@ class SRModel(
         unknown = sorted(set(config) - set(cls._hub_mixin_init_parameters) - {"architecture"})
         if unknown:
             raise ValueError(f"{CONFIG_NAME} of {model_id!r} has arguments {cls.__name__} does not take: {unknown}")
+        check_config(cls, model_kwargs, source=repr(model_id))
         model = build_empty(cls, model_kwargs)
         if os.path.isdir(model_id):
             weights = os.path.join(model_id, WEIGHTS_NAME)
