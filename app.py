@@ -6,8 +6,9 @@ this file is the entry point. The same three handlers serve the UI and the API
 This file is the UI only: the work is in ``srhub.app_backend``, the models,
 inference and metrics in the ``srhub`` package.
 
-Settings (environment): ``SRHUB_APP_MODELS``, ``SRHUB_APP_MAX_PIXELS`` and
-``SRHUB_APP_DEVICE`` (see ``srhub/app_backend.py``), ``SRHUB_APP_CONCURRENCY``
+Settings (environment): ``SRHUB_APP_MODELS``, ``SRHUB_APP_MAX_PIXELS``,
+``SRHUB_APP_MAX_OUTPUT_PIXELS``, ``SRHUB_APP_DEVICE``, ``SRHUB_APP_KEEP_SECONDS`` and
+``SRHUB_APP_CACHE_SECONDS`` (see ``srhub/app_backend.py``), ``SRHUB_APP_CONCURRENCY``
 (model runs at once, default 1) and ``SRHUB_APP_QUEUE`` (waiting requests, default 64).
 """
 
@@ -138,12 +139,20 @@ def _mode_changed(mode: str):
 
 _THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
-with gr.Blocks(title="srhub super-resolution", analytics_enabled=False) as demo:
+# Gradio's cache (uploads, served results) is swept every quarter of the age it keeps files for.
+_CACHE_SECONDS = backend.cache_seconds()
+
+with gr.Blocks(
+    title="srhub super-resolution",
+    analytics_enabled=False,
+    delete_cache=(max(1, _CACHE_SECONDS // 4), _CACHE_SECONDS),
+) as demo:
     gr.Markdown(
         "# srhub: image super-resolution\n"
         "Upload an image, pick a model, compare before and after with the slider, and download the "
         "full-resolution PNG. **Measure** computes PSNR/SSIM against a ground truth, next to bicubic. "
-        f"Inputs up to {backend.max_pixels() / 1e6:.1f} Mpx. The same functions are served as an API "
+        f"Inputs up to {backend.max_pixels() / 1e6:.1f} Mpx, results up to "
+        f"{backend.max_output_pixels() / 1e6:.1f} Mpx. The same functions are served as an API "
         "(`/upscale`, `/evaluate`, `/models`; see *Use via API* below)."
     )
     model = gr.Dropdown(
@@ -219,6 +228,6 @@ demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
 
 if __name__ == "__main__":
-    backend.get_model(DEFAULT_MODEL)  # load the default model before the first visitor
+    backend.warm_up(DEFAULT_MODEL)  # load and run the default model once before the first visitor
     torch.set_grad_enabled(False)
     demo.launch(theme=_THEME, max_file_size="50mb", ssr_mode=False)

@@ -17,7 +17,15 @@ Settings (environment variables; the model list is read once, see :func:`clear_c
   ``model.safetensors``) offered *instead of* the pretrained models; the tests
   point it at tiny models.
 * ``SRHUB_APP_MAX_PIXELS``: the largest upload in pixels (default 2048 x 2048).
+* ``SRHUB_APP_MAX_OUTPUT_PIXELS``: the largest result in pixels, counting the model's own
+  output before any resize (default 4096 x 4096, which keeps one request's memory under
+  2 GB on a free CPU Space; see ``benchmarks/app_resources.py``).
 * ``SRHUB_APP_DEVICE``: force ``cpu`` or ``cuda`` (default: CUDA when available).
+* ``SRHUB_APP_KEEP_SECONDS``: how long srhub's result files stay on disk (default 60; Gradio
+  copies each into its cache as it answers, so they are needed only for that moment); at
+  most :data:`MAX_KEPT_RESULTS` are kept whatever their age. See :func:`save_png`.
+* ``SRHUB_APP_CACHE_SECONDS``: the age after which Gradio's cache files (uploads and the
+  results it serves) are deleted (default 600, checked every quarter of that; ``app.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -47,6 +56,25 @@ SMALLEST_SIDE = 8  # below this an SR model has nothing to work with
 def max_pixels() -> int:
     """The largest upload in pixels (``SRHUB_APP_MAX_PIXELS``, default 2048 x 2048)."""
     return int(os.environ.get("SRHUB_APP_MAX_PIXELS", 2048 * 2048))
+
+
+def max_output_pixels() -> int:
+    """The largest result in pixels (``SRHUB_APP_MAX_OUTPUT_PIXELS``, default 4096 x 4096)."""
+    return int(os.environ.get("SRHUB_APP_MAX_OUTPUT_PIXELS", 4096 * 4096))
+
+
+#: Result files kept at most, newest first, whatever their age (more than the run slots).
+MAX_KEPT_RESULTS = 16
+
+
+def keep_seconds() -> int:
+    """How long srhub's result files are kept (``SRHUB_APP_KEEP_SECONDS``, default 60)."""
+    return int(os.environ.get("SRHUB_APP_KEEP_SECONDS", 60))
+
+
+def cache_seconds() -> int:
+    """Age at which Gradio's cache files are deleted (``SRHUB_APP_CACHE_SECONDS``, default 600)."""
+    return int(os.environ.get("SRHUB_APP_CACHE_SECONDS", 600))
 
 
 class InputError(ValueError):
@@ -206,6 +234,18 @@ def get_model(name: str) -> SRModel:
         return _models[name]
 
 
+def warm_up(name: str | None = None) -> float:
+    """Load a model (default: the default model) and run it once on a small image, so the
+    first visitor does not pay for loading, graph export and compilation. Returns seconds."""
+    name = name or default_model()
+    start = time.perf_counter()
+    model = get_model(name)
+    if not on_zero_gpu():  # on ZeroGPU the GPU exists only inside a request
+        tile = Image.new("RGB", (64, 64), (128, 96, 64))
+        upscale(tile, model=model, outscale=None, tile=DEFAULT_TILE)
+    return time.perf_counter() - start
+
+
 def list_models() -> list[dict[str, Any]]:
     """What ``/models`` returns: one dict per model (name, scale, params, architecture, description)."""
     return [{**asdict(info), "label": info.label} for info in catalogue().values()]
@@ -265,12 +305,56 @@ def to_image(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array, mode="RGB")
 
 
-def save_png(image: Image.Image | "imageio.Image", *, stem: str) -> str:
-    """Write the full-resolution result as a PNG in a fresh temporary folder; return its path.
+_results_lock = threading.Lock()
+_results_dir: Path | None = None
 
-    An :class:`srhub.io.Image` keeps its alpha, 16 bits and colour profile.
+
+def results_dir() -> Path:
+    """The one folder this process writes result files into (created once, removed at exit)."""
+    global _results_dir
+    with _results_lock:
+        if _results_dir is None or not _results_dir.is_dir():
+            _results_dir = Path(tempfile.mkdtemp(prefix="srhub-app-"))
+            import atexit
+
+            atexit.register(shutil.rmtree, _results_dir, True)
+        return _results_dir
+
+
+def prune_results(*, max_age: float | None = None, keep: int = MAX_KEPT_RESULTS) -> int:
+    """Delete result files older than ``max_age`` seconds (default :func:`keep_seconds`) and all
+    but the ``keep`` newest; returns how many were deleted.
+
+    Gradio copies a returned file into its own cache when it answers, so ours are only
+    needed for that moment; they are kept a little longer for direct (non-Gradio) callers.
     """
-    path = os.path.join(tempfile.mkdtemp(prefix="srhub-app-"), f"{stem}.png")
+    max_age = keep_seconds() if max_age is None else max_age
+    now = time.time()
+    entries = []
+    for path in results_dir().iterdir():
+        try:
+            entries.append((path.stat().st_mtime, path))
+        except FileNotFoundError:  # another request pruned it first
+            pass
+    entries.sort(reverse=True)
+    removed = 0
+    for index, (mtime, path) in enumerate(entries):
+        if index >= keep or now - mtime > max_age:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def save_png(image: Image.Image | "imageio.Image", *, stem: str) -> str:
+    """Write the full-resolution result as a PNG in :func:`results_dir`; return its path.
+
+    An :class:`srhub.io.Image` keeps its alpha, 16 bits and colour profile. Older results
+    are pruned first (:func:`prune_results`), so the folder stays bounded however long
+    the app runs. Names are unique per request.
+    """
+    prune_results(keep=MAX_KEPT_RESULTS - 1)  # room for this one
+    folder = results_dir()
+    path = folder / f"{stem[:80]}-{time.time_ns() % 10**12:012d}-{threading.get_ident() % 10**6}.png"
     if isinstance(image, Image.Image):
         image = imageio.from_pil(image)
     return str(imageio.write_image(image, path))
@@ -279,14 +363,54 @@ def save_png(image: Image.Image | "imageio.Image", *, stem: str) -> str:
 # ---------------------------------------------------------------------- running a model
 
 
-def _check_settings(outscale: float | None, tile: int | None) -> tuple[float | None, int]:
-    if outscale is not None and (not math.isfinite(outscale) or outscale < 0 or outscale > 8):
+def _number(value: Any, what: str) -> float | None:
+    """A number from an API or form field (numbers, numeric strings, empty -> None), else :class:`InputError`."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InputError(f"{what} must be a number, got {value!r}") from None
+    if not isinstance(value, (int, float)):
+        raise InputError(f"{what} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise InputError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_settings(outscale: Any, tile: Any) -> tuple[float | None, int]:
+    outscale = _number(outscale, "output scale")
+    tile = _number(tile, "tile size")
+    if outscale is not None and (outscale < 0 or outscale > 8):
         raise InputError(f"output scale must be between 1 and 8 (0 = the model's own), got {outscale}")
     if outscale is not None and 0 < outscale < 1:
         raise InputError(f"output scale must be at least 1 (0 = the model's own), got {outscale}")
     if tile is not None and (tile < 0 or (0 < tile < 32) or tile != int(tile)):
         raise InputError(f"tile size must be 0 (no tiling) or a whole number of pixels >= 32, got {tile}")
     return (float(outscale) if outscale else None), int(tile or 0)
+
+
+def check_output_size(name: str, width: int, height: int, outscale: float | None) -> None:
+    """Refuse (before running) a result larger than :func:`max_output_pixels`.
+
+    Counts the larger of the model's own output and the final resize, since the model's
+    full-resolution output is held in memory either way.
+    """
+    info = catalogue()[name]
+    factor = max(info.network_scale, outscale or info.scale)
+    pixels = width * height * factor * factor
+    limit = max_output_pixels()
+    if pixels > limit:
+        largest = math.isqrt(int(limit / (factor * factor)))
+        raise InputError(
+            f"the result would be {round(width * factor)}x{round(height * factor)} ({pixels / 1e6:.1f} Mpx), more than "
+            f"this app's {limit / 1e6:.1f} Mpx limit: use a smaller output scale or a model of lower scale, or "
+            f"an input of at most about {largest}x{largest} pixels (the server owner can raise "
+            "SRHUB_APP_MAX_OUTPUT_PIXELS)"
+        )
 
 
 def _gpu_seconds(name: str, image: Any, outscale: float | None, tile: int) -> int:
@@ -336,6 +460,7 @@ def upscale_file(
     outscale, tile = _check_settings(outscale, tile)
     get_model(model_name)  # an unknown name fails before the file is read
     record = read_upload(path)
+    check_output_size(model_name, record.width, record.height, outscale)
     sr, seconds = run_model(model_name, record, outscale=outscale, tile=tile)
     after = for_display(sr)
     before = for_display(record).resize(after.size, Image.Resampling.BICUBIC)
@@ -419,6 +544,7 @@ def evaluate_files(
                 f"{lq.width}x{lq.height} input into {expected[0]}x{expected[1]}: they must match"
             )
         gt = to_tensor(hr)
+    check_output_size(model_name, lq.width, lq.height, None)
     sr_image, seconds = run_model(model_name, lq, outscale=None, tile=tile)
     bicubic = imresize(to_tensor(lq), size=(gt.shape[-2], gt.shape[-1])).clamp(0, 1)
     bicubic_image = to_image(bicubic)

@@ -12,6 +12,7 @@ import importlib
 import json
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +181,55 @@ def test_size_cap_is_a_clear_error(app, monkeypatch):
         app.upscale(str(EXAMPLE))  # 160x160 > 100x100
 
 
+def test_output_cap_refuses_before_running(app, monkeypatch):
+    from srhub import app_backend
+
+    calls = []
+    monkeypatch.setattr(app_backend, "_run_model", lambda *args: calls.append(args))
+    monkeypatch.setenv("SRHUB_APP_MAX_OUTPUT_PIXELS", str(400 * 400))
+    with pytest.raises(gr.Error, match=r"1280x1280 .* SRHUB_APP_MAX_OUTPUT_PIXELS"):
+        app.upscale(str(EXAMPLE), NEAREST, 8)  # 160 px x8: 1280x1280 > 400x400
+    with pytest.raises(gr.Error, match="more than this app's 0.2 Mpx limit"):
+        app.upscale(str(EXAMPLE), FSRCNN, 0)  # the network's own x3 output, 480x480, counts too
+    assert calls == []  # refused before the model ran
+
+
+@pytest.mark.parametrize(
+    "outscale, tile, message",
+    [("abc", 256, "output scale must be a number, got 'abc'"), (0, "big", "tile size must be a number"),
+     (float("nan"), 256, "output scale must be a finite number"), (True, 256, "output scale must be a number"),
+     (0, [3], "tile size must be a number")],
+)  # fmt: skip
+def test_every_numeric_field_is_validated(app, outscale, tile, message):
+    with pytest.raises(gr.Error, match=message):
+        app.upscale(str(EXAMPLE), NEAREST, outscale, tile)
+
+
+def test_numeric_strings_are_accepted(app):
+    _, _, info = app.upscale(str(EXAMPLE), NEAREST, "2", "64")
+    assert info["outscale"] == 2 and info["tile"] == 64
+
+
+def test_result_files_are_pruned(app, monkeypatch):
+    from srhub import app_backend
+
+    paths = [app.upscale(str(EXAMPLE), NEAREST)[1] for _ in range(app_backend.MAX_KEPT_RESULTS + 4)]
+    kept = sorted(app_backend.results_dir().iterdir())
+    assert len(kept) <= app_backend.MAX_KEPT_RESULTS and Path(paths[-1]).is_file() and not Path(paths[0]).exists()
+    assert all(Path(p).parent == app_backend.results_dir() for p in paths)  # one folder, not one per request
+    monkeypatch.setenv("SRHUB_APP_KEEP_SECONDS", "0")
+    time.sleep(0.01)
+    app_backend.prune_results()
+    assert list(app_backend.results_dir().iterdir()) == []
+
+
+def test_warm_up_loads_and_runs_the_default_model(app):
+    from srhub import app_backend
+
+    app_backend.clear_cache()
+    assert app_backend.warm_up() >= 0 and app_backend.default_model() in app_backend._models
+
+
 def test_evaluate_reference_mode(app):
     (bicubic, model_out), png, result = app.evaluate(str(EXAMPLE))
     hr = Image.open(EXAMPLE).convert("RGB")
@@ -290,3 +340,7 @@ def test_client_gets_clear_errors(client):
         client.predict(handle_file(str(ROOT / "pyproject.toml")), api_name="/upscale")
     with pytest.raises(AppError, match="unknown model"):
         client.predict(handle_file(str(EXAMPLE)), model="nope", api_name="/upscale")
+    with pytest.raises(AppError, match="output scale must be a number"):
+        client.predict(handle_file(str(EXAMPLE)), outscale="abc", api_name="/upscale")
+    with pytest.raises(AppError, match="tile size must be a number"):
+        client.predict(handle_file(str(EXAMPLE)), tile="big", api_name="/upscale")
