@@ -31,9 +31,12 @@ CPU inference, in this order of preference:
 rounding); ``precision="bf16"`` asks for bfloat16 on any architecture (whole graph);
 ``"auto"`` is float32 except for ``AUTO_BF16`` and ``AUTO_MIXED`` architectures on
 CPUs with native bf16; ``"fp16"`` on the CPU runs eager PyTorch. The exported graph is cached in memory per model (and its
-weights' version) and, for models of a million parameters or more, on disk under
-``$SRHUB_CACHE/onnx/`` keyed by a hash of the weights and config, so RRDBNet's export
-(about ten seconds) happens once per machine. Only srhub generators get a fast path.
+weights' version) and on disk under ``$SRHUB_CACHE/onnx/``, keyed by a hash of the weights,
+config and torch version, so an export (about ten seconds for RRDBNet, one for the small
+models) happens once per machine. OpenVINO's compiled graphs are cached on disk too, under
+``$SRHUB_CACHE/openvino/`` (OpenVINO's own model cache, keyed by the graph, the device and
+the compile settings), so a new process's first call loads a compiled blob instead of
+compiling (see ``benchmarks/app_resources.py --first-call``). Only srhub generators get a fast path.
 A model that cannot be exported (or whose graph does not match PyTorch on sizes other
 than the traced one) runs in eager PyTorch, with one warning.
 
@@ -178,19 +181,34 @@ def _onnx_cache_dir() -> Path:
     return cache_root() / "onnx"
 
 
+def _openvino_cache_dir() -> Path | None:
+    """Where OpenVINO keeps compiled graphs (None: the cache folder cannot be created)."""
+    from .pretrained import cache_root
+
+    folder = cache_root() / "openvino"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
+
+
 #: Architectures whose forward has no branch on the input size: their graphs need no verification.
 _TRACE_SAFE = frozenset({"rrdbnet", "srvggnet-compact", "srcnn", "espcn", "fsrcnn", "srresnet"})
 
 
-#: Models with at least this many parameters have their exported graph cached on disk
-#: (RRDBNet's export takes ~10 s; smaller models export in about a second).
-DISK_CACHE_MIN_PARAMETERS = 1_000_000
+#: Models with at least this many parameters have their exported graph cached on disk:
+#: all of them (RRDBNet's export takes ~10 s; the smallest models still take about a second,
+#: which is most of a new process's first call).
+DISK_CACHE_MIN_PARAMETERS = 0
 
 
-def exported_graph(model: nn.Module, *, disk_cache: bool | None = None) -> bytes:
+def exported_graph(model: nn.Module, *, disk_cache: bool | None = None, mixed: bool = False) -> bytes:
     """ONNX bytes of ``model`` (dynamic H/W), from the disk cache or exported (and verified) now.
 
     ``disk_cache`` None caches models of at least ``DISK_CACHE_MIN_PARAMETERS`` parameters.
+    ``mixed`` exports the model's ``mixed_bfloat16()`` copy; the cache key is taken from the
+    model itself, so a cache hit never builds that copy (seconds for RRDBNet).
     """
     from .export import export_onnx
 
@@ -199,9 +217,15 @@ def exported_graph(model: nn.Module, *, disk_cache: bool | None = None) -> bytes
     path = None
     if disk_cache:
         architecture = getattr(model, "architecture", type(model).__name__.lower())
-        path = _onnx_cache_dir() / f"{architecture}-{weights_hash(model)[:24]}.onnx"
+        variant = "-mixed" if mixed else ""
+        path = _onnx_cache_dir() / f"{architecture}{variant}-{weights_hash(model)[:24]}.onnx"
         if path.is_file():
             return path.read_bytes()
+    if mixed:
+        builder = getattr(model, "mixed_bfloat16", None)
+        if builder is None:
+            raise ValueError(f"{type(model).__name__} has no mixed-precision form")
+        model = builder()
     verify = getattr(model, "architecture", None) not in _TRACE_SAFE
     if verify and not runtime_installed("onnxruntime"):
         from .export import ExportError
@@ -241,26 +265,70 @@ class _Compiled:
 
 
 class _OpenVINORunner:
-    """OpenVINO on the CPU: the dynamic-shape graph, plus a static-shape compile for each
-    input shape seen twice (tiles repeat their shape; a static graph saves ~7 ms per call,
-    which matters for small models on small tiles). At most ``max_static`` shapes are kept.
+    """OpenVINO on the CPU: a static-shape compile per input shape (tiles repeat their shape;
+    a static graph saves ~7 ms per call, which matters for small models on small tiles, and
+    its first inference is faster), and the dynamic-shape graph for one-off shapes.
+
+    Compiling is the slow part of a new process's first call, so everything is cached on
+    disk under ``$SRHUB_CACHE/openvino/``: the graph converted to OpenVINO's IR (read back
+    with mmap, no ONNX conversion), OpenVINO's compiled blobs (``CACHE_DIR``), and one small
+    marker per compiled static shape. A shape with a marker is compiled static at first
+    sight (a cache hit); a new shape runs on the dynamic graph until it is seen twice. At
+    most ``max_static`` shapes are kept in memory.
     """
 
     def __init__(self, onnx_bytes: bytes, *, precision: str, threads: int, max_static: int = 4) -> None:
         import openvino as ov
 
         self.core = ov.Core()
-        self.onnx_bytes = onnx_bytes
+        self.cache = _openvino_cache_dir()
         self.config = {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "INFERENCE_NUM_THREADS": int(threads),
             "PERFORMANCE_HINT": "LATENCY",
         }
-        self.dynamic = _Compiled(self.core.compile_model(self.core.read_model(onnx_bytes), "CPU", self.config))
+        self.key = hashlib.sha256(onnx_bytes).hexdigest()[:24]
+        self.graph = None
+        if self.cache is not None:  # compiled blobs on disk: a new process loads instead of compiling
+            self.core.set_property({"CACHE_DIR": str(self.cache)})
+            self.graph = self._cached_ir(onnx_bytes)
+        if self.graph is None:
+            self.graph = self.core.read_model(onnx_bytes)
+        self._dynamic: _Compiled | None = None
         self.static: OrderedDict[tuple, _Compiled] = OrderedDict()
         self.seen: dict[tuple, int] = {}
         self.max_static = max_static
         self.lock = threading.Lock()
+
+    def _cached_ir(self, onnx_bytes: bytes):
+        """The graph as OpenVINO IR from the cache, converted and written there on a miss (None on failure)."""
+        import openvino as ov
+
+        xml = self.cache / f"graph-{self.key}.xml"
+        try:
+            if xml.is_file() and xml.with_suffix(".bin").is_file():
+                return self.core.read_model(str(xml))
+            graph = self.core.read_model(onnx_bytes)
+            partial = xml.with_name(f"partial-{os.getpid()}-{threading.get_ident()}-{xml.name}")
+            ov.save_model(graph, str(partial), compress_to_fp16=False)
+            partial.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+            partial.replace(xml)
+            return graph
+        except (OSError, RuntimeError) as error:  # a damaged or read-only cache costs speed, not correctness
+            warnings.warn(f"OpenVINO graph cache unavailable in {self.cache}: {error}", stacklevel=3)
+            return None
+
+    def _marker(self, shape: tuple) -> Path | None:
+        if self.cache is None:
+            return None
+        settings = "-".join(f"{value}" for _, value in sorted(self.config.items()))
+        return self.cache / "shapes" / f"{self.key}-{'x'.join(map(str, shape))}-{settings}"
+
+    @property
+    def dynamic(self) -> _Compiled:
+        if self._dynamic is None:
+            self._dynamic = _Compiled(self.core.compile_model(self.graph, "CPU", self.config))
+        return self._dynamic
 
     def _for_shape(self, shape: tuple) -> _Compiled:
         with self.lock:
@@ -268,11 +336,18 @@ class _OpenVINORunner:
                 self.static.move_to_end(shape)
                 return self.static[shape]
             self.seen[shape] = self.seen.get(shape, 0) + 1
-            if self.seen[shape] < 2:
+            marker = self._marker(shape)
+            if self.seen[shape] < 2 and not (marker is not None and marker.exists()):
                 return self.dynamic
-            graph = self.core.read_model(self.onnx_bytes)
+            graph = self.graph.clone()
             graph.reshape({0: list(shape)})
             compiled = self.static[shape] = _Compiled(self.core.compile_model(graph, "CPU", self.config))
+            if marker is not None:
+                try:
+                    marker.parent.mkdir(exist_ok=True)
+                    marker.touch()
+                except OSError:
+                    pass
             while len(self.static) > self.max_static:
                 self.static.popitem(last=False)
             return compiled
@@ -385,10 +460,7 @@ def make_runner(model: nn.Module, net: nn.Module, plan: Plan, *, threads: int | 
     if plan.precision == "mixed":
         if plan.runtime != "openvino":
             raise ValueError("mixed precision runs on OpenVINO only (its bfloat16 convolutions in a float32 graph)")
-        mixed = getattr(model, "mixed_bfloat16", None)
-        if mixed is None:
-            raise ValueError(f"{type(model).__name__} has no mixed-precision form")
-        onnx_bytes = exported_graph(mixed())
+        onnx_bytes = exported_graph(model, mixed=True)
     else:
         onnx_bytes = exported_graph(model)
     if plan.runtime == "openvino":

@@ -175,6 +175,35 @@ def test_openvino_compiles_repeated_shapes_statically():
     assert list(runner.static) == [tuple(b.shape)]
 
 
+def test_openvino_compiled_graphs_are_cached_on_disk(tmp_path):
+    """A new process's first call loads what an earlier process compiled: the IR, the compiled
+    blobs and the static shapes it saw, so its first tile runs on a static graph at once."""
+    pytest.importorskip("openvino")
+    model = tiny_vgg()
+    graph = accel.exported_graph(model)
+    lq = torch.rand(1, 3, 20, 24)
+    first = accel._OpenVINORunner(graph, precision="fp32", threads=1)
+    first(lq), first(lq)  # dynamic, then compiled static: a marker and a blob are written
+    cache = tmp_path / "cache" / "openvino"
+    assert len(list(cache.glob("graph-*.xml"))) == 1 and list(cache.glob("*.blob"))
+    assert len(list((cache / "shapes").iterdir())) == 1
+    second = accel._OpenVINORunner(graph, precision="fp32", threads=1)  # as in a new process
+    with torch.no_grad():
+        assert float((second(lq) - model(lq)).abs().max()) < 1e-4
+    assert list(second.static) == [tuple(lq.shape)] and second._dynamic is None  # static at first sight
+    other = torch.rand(1, 3, 16, 16)
+    second(other)
+    assert second._dynamic is not None  # a shape never compiled before starts on the dynamic graph
+
+
+def test_mixed_graph_cache_hit_builds_no_mixed_copy(monkeypatch):
+    pytest.importorskip("onnx")
+    model = tiny_rrdb()
+    first = accel.exported_graph(model, mixed=True)
+    monkeypatch.setattr(type(model), "mixed_bfloat16", lambda self: pytest.fail("built the mixed copy again"))
+    assert accel.exported_graph(model, mixed=True) == first != accel.exported_graph(model)
+
+
 def test_tiny_tiles_run_in_pytorch():
     model = tiny_vgg()
     calls = []
@@ -271,9 +300,9 @@ def test_runner_rebuilt_when_weights_change():
     assert _max_abs(second, model, lq) < 1e-4
 
 
-def test_disk_cache_for_large_models(tmp_path, monkeypatch):
+def test_disk_cache_for_every_model(tmp_path, monkeypatch):
     pytest.importorskip("onnx")
-    monkeypatch.setattr(accel, "DISK_CACHE_MIN_PARAMETERS", 1000)
+    assert accel.DISK_CACHE_MIN_PARAMETERS == 0  # even a 1-second export is most of a small model's first call
     model = tiny_vgg()
     first = accel.exported_graph(model)
     files = list((tmp_path / "cache" / "onnx").glob("srvggnet-compact-*.onnx"))
