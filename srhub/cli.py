@@ -192,6 +192,31 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_space(subparsers) -> None:
+    parser = subparsers.add_parser("space", help="Hugging Face Space tools")
+    actions = parser.add_subparsers(dest="action", required=True)
+    build = actions.add_parser(
+        "build", help="write a folder that deploys to a Gradio Space as it is (app, requirements, srhub, card)"
+    )
+    build.add_argument("folder", help="the folder to write")
+    build.add_argument("--space-id", default="srhub/srhub-demo", help="owner/name of the Space, for its card")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing Space folder")
+    build.set_defaults(func=_run_space_build)
+
+
+def _run_space_build(args: argparse.Namespace) -> int:
+    from .space import SpaceBuildError, build_space
+
+    try:
+        folder = build_space(args.folder, overwrite=args.overwrite, space_id=args.space_id)
+    except (SpaceBuildError, OSError) as error:
+        print(f"srhub space build: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {folder}: push it to a Space (sdk: gradio), e.g.")
+    print(f"  huggingface-cli upload {args.space_id} {folder} . --repo-type space")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srhub", description="Image super-resolution models, weights and benchmarks.")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_upscale(subparsers)
     _add_benchmark(subparsers)
     _add_export(subparsers)
+    _add_space(subparsers)
     return parser
 
 

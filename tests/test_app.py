@@ -26,6 +26,8 @@ from srhub import metrics  # noqa: E402
 from srhub.degradations import imresize  # noqa: E402
 from srhub.models import get_model_class  # noqa: E402
 
+
+pytestmark = pytest.mark.app
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cups.png"
 NEAREST = "tiny-nearest-x2"

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+
+pytestmark = pytest.mark.app
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("SRHUB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -33,6 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 EXAMPLE = ROOT / "examples" / "cups.png"
+#: The folder whose app.py is served: the checkout, or a `srhub space build` folder (.ci/run's Space flavour).
+APP_DIR = Path(os.environ.get("SRHUB_APP_DIR", ROOT))
 
 
 def _need_browser():
@@ -74,7 +78,7 @@ def server(tmp_path_factory):
     env.pop("SPACES_ZERO_GPU", None)
     log = tmp_path_factory.mktemp("browser-log") / "app.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 90

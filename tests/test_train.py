@@ -20,6 +20,8 @@ import srhub
 from srhub.data import PatchDataset, training_images
 from srhub.losses import VGG19Features
 from srhub.training import (
+
+pytestmark = pytest.mark.train
     EMA,
     keep_configured_schedule,
     LRSchedule,
