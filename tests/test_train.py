@@ -20,8 +20,6 @@ import srhub
 from srhub.data import PatchDataset, training_images
 from srhub.losses import VGG19Features
 from srhub.training import (
-
-pytestmark = pytest.mark.train
     EMA,
     keep_configured_schedule,
     LRSchedule,
@@ -33,6 +31,8 @@ pytestmark = pytest.mark.train
     parse_config,
     save_checkpoint,
 )
+
+pytestmark = pytest.mark.train
 
 ROOT = Path(__file__).resolve().parents[1]
 
