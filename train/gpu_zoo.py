@@ -414,7 +414,7 @@ def worker(args) -> int:
             outputs = {}
         for name, (result, model) in outputs.items():
             done[name] = (result, model)
-            half = model.num_parameters() > 2_000_000  # heavy weights travel as float16 (64 MiB limit)
+            half = model.num_parameters() > 1_000_000  # heavy weights travel as float16 (64 MiB limit)
             save_model(model, out / name, half=half)
             results[name] = result | {"params": model.num_parameters(), "saved_dtype": "float16" if half else "float32",
                                       "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
