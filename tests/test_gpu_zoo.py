@@ -64,22 +64,23 @@ def _check_returned_files(out: Path) -> None:
 
 
 def test_gpu_zoo_smoke_run_writes_loadable_best_weights(tmp_path):
-    out = _run(tmp_path, "--budget-seconds", "20", "--models", "fsrcnn", "srresnet", "--scales", "3", "4")
+    out = _run(tmp_path, "--budget-seconds", "10", "--models", "fsrcnn", "--scales", "3", "4")
     _check_returned_files(out)
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"fsrcnn-x3", "fsrcnn-x4", "srresnet-x4"}
+    assert set(results) == {"fsrcnn-x3", "fsrcnn-x4"}
     models = tmp_path / "models"
-    assert unpack(out, models) == ["fsrcnn-x3", "fsrcnn-x4", "srresnet-x4"]
+    assert unpack(out, models) == ["fsrcnn-x3", "fsrcnn-x4"]
     val = tmp_path / "packed" / "Set5"
     for name, result in results.items():
         assert result["steps"] >= 1 and result["best_set5_psnr"] is not None
         assert [p["step"] for p in result["curve"]] == sorted(p["step"] for p in result["curve"])
-        model = srhub.load(models / name)  # strict loading of config.json + model.safetensors
+        model = srhub.load(models / name).float()  # strict loading; weights over 1M parameters travel as float16
         scale = model.scale
         items = BenchmarkDataset(val, scale=scale)
         with torch.no_grad():
             measured = sum(psnr(model(it.lq[None]).clamp(0, 1), it.gt[None], crop_border=scale) for it in items) / len(items)
-        assert measured == pytest.approx(result["best_set5_psnr"], abs=1e-3)  # the kept weights are the best ones
+        tolerance = 1e-3 if result["saved_dtype"] == "float32" else 0.05  # the kept weights are the best ones
+        assert measured == pytest.approx(result["best_set5_psnr"], abs=tolerance)
     # FSRCNN's transfer: x4 is the x3 network with only its deconvolution trained
     x3, x4 = srhub.load(models / "fsrcnn-x3").state_dict(), srhub.load(models / "fsrcnn-x4").state_dict()
     assert results["fsrcnn-x4"]["transfer_from"] == "fsrcnn-x3"

@@ -263,8 +263,8 @@ def run_job(recipe_name, scale, kind, *, seconds, device, images, set5s, args, l
     from srhub.models import MODELS, TEACHERS
 
     arch, config, loss_name, lr, batch, patches, colour, amp_cl, _ = RECIPES[recipe_name]
-    amp = amp_cl and device.type == "cuda" and not args.no_amp
-    channels_last = amp_cl and not args.smoke
+    amp = amp_cl and not args.no_amp  # bf16 autocast (on a CPU too, so smoke runs take the same path)
+    channels_last = amp_cl
     if args.smoke:
         batch, patches = 2, {2: 16, 3: 16, 4: 16}  # BSRN's ESA needs >= 16 px
     lq_patch = patches[scale]
