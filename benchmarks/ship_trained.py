@@ -76,12 +76,11 @@ def main() -> int:
     parser.add_argument("--note", default="", help="a sentence on the run (machine load, what limits it)")
     parser.add_argument("--data-root", default=None, help="benchmark folder root (default: ../shared/datasets/benchmark)")
     args = parser.parse_args()
-
-    if args.name not in PAPER_RESULTS:
-        raise SystemExit(f"no paper figures recorded for {args.name!r} in srhub.pretrained.PAPER_RESULTS")
+    name = args.name
+    if name not in PAPER_RESULTS:
+        raise SystemExit(f"no paper figures recorded for {name!r} in srhub.pretrained.PAPER_RESULTS")
     torch.set_num_threads(2)
     model = load(args.folder).float().eval()
-    scale = model.scale
     script, train_config = recorded_training_config(args.command)
     command = args.command
     output_dir = train_config["output_dir"]
@@ -92,12 +91,33 @@ def main() -> int:
         steps = args.steps or train_config["teacher_steps"] + train_config["student_steps"]
     else:
         steps = args.steps or train_config["steps"]
+    training = {
+        "script": script,
+        "command": command,
+        "config": train_config,
+        "steps": steps,
+        "wall_seconds": round(args.wall_seconds, 1),
+        "data": "random patches of photos-43 (43 photos, 1200 px long side; LR by MATLAB-bicubic imresize)",
+        "validation": "Set5",
+        "hardware": f"{platform.machine()} CPU, {args.hardware}, PyTorch {torch.__version__}",
+        "note": args.note,
+    }
+    return ship(name, model, training, data_root=args.data_root)
 
-    fp32 = measure(model, scale, args.data_root)
+
+def ship(name: str, model, training: dict, *, data_root: str | None = None, must_beat: dict | None = None) -> int:
+    """Measure ``model``, write its weights, record, card and the README table.
+
+    ``training`` is the record's ``training`` section (script, command, config, steps,
+    wall_seconds, data, validation, hardware, note). Returns 1 (and writes nothing) when the
+    model does not beat bicubic, 2 when it does not beat ``must_beat`` ({dataset: PSNR},
+    e.g. the previous record's) on every dataset there."""
+    scale = model.scale
+    fp32 = measure(model, scale, data_root)
     state32 = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     state16 = {k: v.half() if v.is_floating_point() else v for k, v in state32.items()}
     model.load_state_dict(state16)  # rounded to fp16, computed in fp32 (what loading the shipped file does)
-    fp16 = measure(model, scale, args.data_root)
+    fp16 = measure(model, scale, data_root)
     loss = fp32["Set5"]["psnr"] - fp16["Set5"]["psnr"]
     use_fp16 = abs(loss) < FP16_TOLERANCE_DB
     shipped = fp16 if use_fp16 else fp32
@@ -105,17 +125,23 @@ def main() -> int:
         model.load_state_dict(state32)
     bicubic = {
         (row["dataset"]): row
-        for row in run_benchmark(["bicubic"], DATASETS, [scale], data_root=args.data_root, progress=False)
+        for row in run_benchmark(["bicubic"], DATASETS, [scale], data_root=data_root, progress=False)
     }
 
     losing = [d for d in DATASETS if shipped[d]["psnr"] <= bicubic[d]["psnr"]]
     if losing:  # never ship a model that does not beat bicubic
         for d in DATASETS:
-            print(f"{args.name} {d}: {shipped[d]['psnr']:.2f} dB vs bicubic {bicubic[d]['psnr']:.2f} dB")
-        print(f"not shipped: {args.name} does not beat bicubic on {', '.join(losing)}")
+            print(f"{name} {d}: {shipped[d]['psnr']:.2f} dB vs bicubic {bicubic[d]['psnr']:.2f} dB")
+        print(f"not shipped: {name} does not beat bicubic on {', '.join(losing)}")
         return 1
+    behind = [d for d, value in (must_beat or {}).items() if shipped[d]["psnr"] <= value]
+    if behind:
+        for d, value in must_beat.items():
+            print(f"{name} {d}: {shipped[d]['psnr']:.2f} dB vs the previous record's {value:.2f} dB")
+        print(f"not shipped: {name} does not beat its previous record on {', '.join(behind)}")
+        return 2
 
-    paper = PAPER_RESULTS[args.name]
+    paper = PAPER_RESULTS[name]
     results = []
     for dataset in DATASETS:
         row = shipped[dataset]
@@ -136,22 +162,12 @@ def main() -> int:
         )
     config = {k: v for k, v in model.config.items() if k != "architecture"}
     record = {
-        "name": args.name,
+        "name": name,
         "architecture": model.architecture,
         "config": config,
         "dtype": "float16" if use_fp16 else "float32",
         "params": model.num_parameters(),
-        "training": {
-            "script": script,
-            "command": command,
-            "config": train_config,
-            "steps": steps,
-            "wall_seconds": round(args.wall_seconds, 1),
-            "data": "random patches of photos-43 (43 photos, 1200 px long side; LR by MATLAB-bicubic imresize)",
-            "validation": "Set5",
-            "hardware": f"{platform.machine()} CPU, {args.hardware}, PyTorch {torch.__version__}",
-            "note": args.note,
-        },
+        "training": training,
         "results": results,
         "fp16_check": {
             "set5_psnr_fp32": fp32["Set5"]["psnr"],
@@ -165,20 +181,20 @@ def main() -> int:
     weights_dir = ROOT / "srhub" / "weights"
     weights_dir.mkdir(exist_ok=True)
     state = state16 if use_fp16 else state32
-    save_file({k: v.contiguous() for k, v in state.items()}, weights_dir / f"{args.name}.safetensors")
-    (weights_dir / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    card_path = write_card(args.name, record, ROOT / "model_cards" / f"{args.name}.md")
+    save_file({k: v.contiguous() for k, v in state.items()}, weights_dir / f"{name}.safetensors")
+    (weights_dir / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    card_path = write_card(name, record, ROOT / "model_cards" / f"{name}.md")
 
     import results_table  # benchmarks/results_table.py, next to this file
 
     results_table.update_readme()
     for row in results:
         print(
-            f"{args.name} {row['dataset']} x{scale}: {row['psnr']:.2f} dB / {row['ssim']:.4f} "
+            f"{name} {row['dataset']} x{scale}: {row['psnr']:.2f} dB / {row['ssim']:.4f} "
             f"(bicubic {row['bicubic_psnr']:.2f}, paper {row['paper_psnr']}) {row['seconds_per_image']:.3f} s/image"
         )
     print(f"fp32 {fp32['Set5']['psnr']:.4f} vs fp16 {fp16['Set5']['psnr']:.4f} on Set5: shipped {record['dtype']}")
-    print(f"wrote {weights_dir / args.name}.{{safetensors,json}} and {card_path}")
+    print(f"wrote {weights_dir / name}.{{safetensors,json}} and {card_path}")
     return 0
 
 

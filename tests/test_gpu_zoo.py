@@ -1,0 +1,111 @@
+"""train/gpu_zoo.py end to end on the CPU with a tiny budget: packing, training, the returned files, loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import srhub
+from srhub.metrics import psnr
+from srhub.data import BenchmarkDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ship_gpu_zoo import unpack  # noqa: E402
+
+
+def _smooth_image(seed: int, size: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 6, size)
+    waves = 127 + 100 * np.sin(x[None, :, None] * (seed + 1) + x[:, None, None] * np.array([1, 2, 3]))
+    return (waves + rng.normal(0, 5, (size, size, 3))).clip(0, 255).astype(np.uint8)
+
+
+def _run(tmp_path: Path, *extra: str) -> Path:
+    (tmp_path / "train").mkdir()
+    (tmp_path / "val").mkdir()
+    for i in range(4):
+        Image.fromarray(_smooth_image(i, 96)).save(tmp_path / "train" / f"t{i}.png")
+    for i in range(2):
+        Image.fromarray(_smooth_image(10 + i, 72)).save(tmp_path / "val" / f"v{i}.png")
+    env = os.environ | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    packed, out = tmp_path / "packed", tmp_path / "out"
+    subprocess.run(
+        [sys.executable, "benchmarks/pack_training_data.py", "--train", str(tmp_path / "train"),
+         "--val", str(tmp_path / "val"), "--out", str(packed)],
+        cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
+    )
+    for path in (packed / "train").iterdir():  # lossless: every pixel comes back
+        with Image.open(path) as webp, Image.open(tmp_path / "train" / f"{path.stem}.png") as png:
+            assert np.array_equal(np.asarray(webp.convert("RGB")), np.asarray(png))
+    done = subprocess.run(
+        [sys.executable, "train/gpu_zoo.py", "--data", str(packed), "--out", str(out), "--device", "cpu",
+         "--smoke", "--checks", "1", *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def _check_returned_files(out: Path) -> None:
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert len(files) <= 8 and all(p.parent == out for p in files), files  # what the device sends back
+    assert all(p.stat().st_size <= 16 * 2**20 for p in files)
+    assert {"results.json", "log.txt"} <= {p.name for p in files}
+
+
+def test_gpu_zoo_smoke_run_writes_loadable_best_weights(tmp_path):
+    out = _run(tmp_path, "--budget-seconds", "10", "--models", "fsrcnn", "--scales", "3", "4")
+    _check_returned_files(out)
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"fsrcnn-x3", "fsrcnn-x4"}
+    models = tmp_path / "models"
+    assert unpack(out, models) == ["fsrcnn-x3", "fsrcnn-x4"]
+    val = tmp_path / "packed" / "Set5"
+    for name, result in results.items():
+        assert result["steps"] >= 1 and result["best_set5_psnr"] is not None
+        assert [p["step"] for p in result["curve"]] == sorted(p["step"] for p in result["curve"])
+        model = srhub.load(models / name).float()  # strict loading; weights over 1M parameters travel as float16
+        scale = model.scale
+        items = BenchmarkDataset(val, scale=scale)
+        with torch.no_grad():
+            measured = sum(psnr(model(it.lq[None]).clamp(0, 1), it.gt[None], crop_border=scale) for it in items) / len(items)
+        tolerance = 1e-3 if result["saved_dtype"] == "float32" else 0.05  # the kept weights are the best ones
+        assert measured == pytest.approx(result["best_set5_psnr"], abs=tolerance)
+    # FSRCNN's transfer: x4 is the x3 network with only its deconvolution trained
+    x3, x4 = srhub.load(models / "fsrcnn-x3").state_dict(), srhub.load(models / "fsrcnn-x4").state_dict()
+    assert results["fsrcnn-x4"]["transfer_from"] == "fsrcnn-x3"
+    for key, value in x3.items():
+        if "deconvolution" in key:
+            assert not torch.equal(value, x4[key])
+        else:
+            assert torch.equal(value, x4[key]), key
+
+
+@pytest.mark.slow
+def test_gpu_zoo_smoke_run_trains_the_whole_zoo(tmp_path):
+    out = _run(tmp_path, "--budget-seconds", "30")
+    _check_returned_files(out)
+    results = json.loads((out / "results.json").read_text())
+    expected = {f"{m}-x4" for m in ("srresnet", "bsrn", "ebrn", "rrdbnet")}
+    expected |= {f"{m}-x{s}" for m in ("srcnn", "espcn", "fsrcnn", "bsrn-s", "pisr", "pisr-teacher", "fsrcnn-plain") for s in (2, 3, 4)}
+    assert set(results) == expected
+    assert not [name for name, result in results.items() if "error" in result]
+    for scale in (2, 3, 4):  # the comparison gets the student's steps: teacher + student
+        pisr = results[f"pisr-x{scale}"]
+        assert results[f"fsrcnn-plain-x{scale}"]["steps"] == pisr["steps"] + pisr["teacher"]["steps"]
+    models = tmp_path / "models"
+    for name in unpack(out, models):
+        model = srhub.load(models / name).float()  # the heavy weights travel as float16
+        if model.role == "generator":
+            assert model(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16 * model.scale, 16 * model.scale)
+    assert srhub.load(models / "rrdbnet-x4").config["num_blocks"] == 23
