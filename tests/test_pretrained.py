@@ -71,6 +71,7 @@ def test_unknown_name_lists_known_ones():
         pretrained.get_pretrained("no-such-model")
 
 
+@pytest.mark.reference  # the card's conversion check runs the ncnn package
 def test_load_by_name_converts_once_then_loads_from_cache(cache, no_hub, monkeypatch):
     name = "realesr-animevideov3-x2"
     model = srhub.load(name)
