@@ -171,14 +171,14 @@ def check_memory(work: Path) -> None:
                 f"| {model} | {in_side}x{in_side} | {outscale or '-'} | {w}x{h} | {seconds:.1f} | {before / 1024:.0f} | "
                 f"{peak / 1024:.0f} | {(peak - before) / 1024:.0f} |"
             )
-        over = Image.new("RGB", (side // 2 + 8, side // 2 + 8))
+        over = Image.new("RGB", (side // 8 + 8, side // 8 + 8))  # an allowed upload whose x8 result is too large
         over.save(work / "over.png")
         start = time.perf_counter()
         try:
-            app.client.predict(handle_file(str(work / "over.png")), model="fsrcnn-x2", api_name="/upscale")
+            app.client.predict(handle_file(str(work / "over.png")), model="fsrcnn-x2", outscale=8, api_name="/upscale")
             print("over the limit: ACCEPTED (unexpected)")
         except Exception as error:  # noqa: BLE001 - the AppError carries the app's message
-            print(f"\none pixel row over the limit: refused in {time.perf_counter() - start:.2f} s: {str(error)[:160]}")
+            print(f"\n{side // 8 + 8}x{side // 8 + 8} at outscale 8 (over the limit): refused in {time.perf_counter() - start:.2f} s: {str(error)[:160]}")
     finally:
         app.close()
 
