@@ -223,6 +223,9 @@ with gr.Blocks(
     mode.change(_mode_changed, mode, [eval_image, ground_truth], api_visibility="private", queue=False)
     demo.load(models, None, catalogue, api_name="models", concurrency_limit=None)
 
+# Gradio's cache and srhub's results are swept on a schedule that survives steady traffic.
+backend.start_sweeper(demo, every=max(1, _CACHE_SECONDS // 4), age=_CACHE_SECONDS)
+
 # One model run at a time by default: parallel users wait in the queue instead of exhausting memory.
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 

@@ -345,6 +345,35 @@ def prune_results(*, max_age: float | None = None, keep: int = MAX_KEPT_RESULTS)
     return removed
 
 
+def start_sweeper(blocks: Any, *, every: float, age: float) -> threading.Thread:
+    """A daemon thread that, every ``every`` seconds, deletes Gradio's cached files of ``blocks``
+    older than ``age`` seconds (uploads, served results; not the cached examples) and prunes
+    srhub's results.
+
+    Gradio's own ``delete_cache`` task does the first, but it iterates the set of cached
+    files while requests add to it; under steady traffic that raises once and ends the task
+    for good (seen with Gradio 6.31: 116 MB and rising after 500 requests). This loop
+    survives such a race and tries again at the next turn.
+    """
+    from gradio.route_utils import delete_files_created_by_app
+
+    def sweep() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                delete_files_created_by_app(blocks, age)
+            except RuntimeError:  # "Set changed size during iteration": a request added a file
+                pass
+            try:
+                prune_results()
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=sweep, name="srhub-cache-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
 def save_png(image: Image.Image | "imageio.Image", *, stem: str) -> str:
     """Write the full-resolution result as a PNG in :func:`results_dir`; return its path.
 
