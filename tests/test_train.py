@@ -443,3 +443,98 @@ def test_a_launch_that_would_not_be_ddp_is_refused(crops, tmp_path):
     done = _run(*TINY_SRCNN, "--steps", "2", "--train-data", crops / "train", "--val-data", crops / "val", "--output-dir", tmp_path,
                 cwd=tmp_path, env=env)
     assert done.returncode != 0 and "accelerate launch --multi_gpu --num_processes N" in done.stderr
+
+
+def test_target_psnr_stops_after_one_validation(crops, tmp_path):
+    done = _run(*TINY_SRCNN, "--steps", "20", "--val-every", "2", "--target-psnr", "0", "--train-data", crops / "train",
+                "--val-data", crops / "val", "--output-dir", tmp_path, "--log-with", "none", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [line for line in done.stdout.splitlines() if " PSNR " in line] == [
+        line for line in done.stdout.splitlines() if line.startswith("step 2: val PSNR")
+    ] and " PSNR " in done.stdout  # measured once at the step it stopped, not again by the final validation
+    assert "reached 0.0 dB at step 2" in done.stdout + done.stderr
+
+
+def test_esrgan_from_the_command_line_with_and_without_the_perceptual_term(crops, tmp_path):
+    env = {"SRHUB_VGG19_WEIGHTS": "", "TORCH_HOME": str(tmp_path / "torch")}  # no VGG19 anywhere
+    esrgan = ["esrgan", "--model-config", '{"num_features": 8, "num_blocks": 1, "growth_channels": 4}',
+              "--discriminator-config", '{"num_features": 4}', "--batch-size", "2", "--num-workers", "0",
+              "--train-data", crops / "big", "--val-data", crops / "val", "--log-with", "none"]
+    done = _run(*esrgan, "--output-dir", tmp_path / "a", cwd=tmp_path, env=env)
+    assert done.returncode != 0 and "--no-perceptual" in done.stderr  # stops, and says how to go on
+    done = _run(*esrgan, "--pretrain-steps", "2", "--steps", "2", "--no-perceptual", "--output-dir", tmp_path / "b",
+                cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RRDBNet x4" in done.stdout and srhub.load(str(tmp_path / "b" / "model")).architecture == "rrdbnet"
+
+
+def test_srgan_with_random_vgg_weights_resumes_with_the_new_schedule(crops, tmp_path, vgg_weights):
+    srgan = ["esrgan", "--model", "srresnet", "--model-config", '{"num_features": 8, "num_blocks": 1}',
+             "--discriminator-config", '{"num_features": 4, "input_size": 32}', "--scale", "2", "--hr-patch", "32",
+             "--batch-size", "2", "--num-workers", "0", "--pretrain-steps", "1", "--checkpoint-every", "3",
+             "--vgg-weights", vgg_weights, "--train-data", crops / "train", "--val-data", crops / "val",
+             "--output-dir", tmp_path, "--log-every", "1"]
+    done = _run(*srgan, "--steps", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    perceptual = _scalars(tmp_path)["train/perceptual"]  # the term is on in both GAN steps
+    assert sorted(perceptual) == [2, 3] and all(value > 0 for value in perceptual.values())
+    done = _run(*srgan, "--steps", "4", "--lr", "5e-5", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "checkpoint-3 at step 3" in done.stdout
+    assert "the checkpoint's schedule spans 2 steps; continuing with 4" in done.stderr
+    assert "the checkpoint's peak learning rate is 0.0001; continuing with 5e-05" in done.stderr
+    assert _scalars(tmp_path)["train/lr"][4] == pytest.approx(5e-5 * LRSchedule("step", 4)(3))
+
+
+@pytest.mark.slow  # 2 runs; the GAN scripts' resume is covered by the SRGAN test in the default suite
+def test_pisr_resume_keeps_the_new_schedule(crops, tmp_path):
+    pisr = ["pisr", "--teacher-config", '{"num_features": 8, "shrink_features": 4, "num_mapping_layers": 1}',
+            "--scale", "2", "--hr-patch", "32", "--batch-size", "2", "--num-workers", "0", "--teacher-steps", "2",
+            "--checkpoint-every", "3", "--train-data", crops / "train", "--val-data", crops / "val",
+            "--output-dir", tmp_path, "--log-with", "none"]
+    assert _run(*pisr, "--student-steps", "2", cwd=tmp_path).returncode == 0
+    done = _run(*pisr, "--student-steps", "4", "--student-lr", "2e-4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the checkpoint's schedule spans 2 steps; continuing with 4" in done.stderr
+    assert "the checkpoint's peak learning rate is 0.0001; continuing with 0.0002" in done.stderr
+    assert (tmp_path / "teacher" / "README.md").read_text().count(f"# {tmp_path.name}-teacher") == 1
+
+
+def test_paired_training_folders(crops, tmp_path):
+    from srhub.degradations import imresize
+
+    hr, lr = tmp_path / "hr", tmp_path / "lr"
+    hr.mkdir(), lr.mkdir()
+    for path in sorted((crops / "train").glob("*.png"))[:3]:
+        image = torch.from_numpy(__import__("numpy").asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+        Image.open(path).save(hr / path.name)
+        Image.fromarray(imresize(image.contiguous(), scale=1 / 2).permute(1, 2, 0).numpy()).save(lr / f"{path.stem}x2.png")
+    # LR files that are the bicubic LR give exactly the bicubic pipeline's patches: they are cut at aligned places
+    files = training_images(hr)
+    pairs = srhub.data.PairedFolderDataset(hr, lr, scale=2).pairs
+    paired = PatchDataset([h for h, _ in pairs], lq_images=[l for _, l in pairs], scale=2, patch_size=16, length=5)
+    bicubic = PatchDataset(files, scale=2, patch_size=16, length=5)
+    for index in range(5):
+        assert all(torch.equal(paired[index][k], bicubic[index][k]) for k in ("gt", "lq"))
+    done = _run(*TINY_SRCNN, "--steps", "2", "--train-data", hr, "--train-lq-data", lr, "--val-data", crops / "val",
+                "--output-dir", tmp_path / "run", "--log-with", "none", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"paired with LR {lr}" in done.stdout and f"paired with LR `{lr}`" in (tmp_path / "run" / "model" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_init_from_transfers_fsrcnn_across_scales(crops, tmp_path):
+    source = srhub.models.MODELS["fsrcnn"](scale=3, num_features=8, shrink_features=4, num_mapping_layers=1)
+    source.save_pretrained(tmp_path / "x3")
+    done = _run("psnr", "--model", "fsrcnn", "--scale", "2", "--model-config",
+                '{"num_features": 8, "shrink_features": 4, "num_mapping_layers": 1}', "--init-from", tmp_path / "x3",
+                "--steps", "1", "--lr", "0", "--lq-patch", "8", "--num-workers", "0", "--train-data", crops / "train",
+                "--val-data", crops / "val", "--output-dir", tmp_path / "x2", "--log-with", "none", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "deconvolution. left at initialisation for x2" in done.stdout
+    tuned = srhub.load(str(tmp_path / "x2" / "model")).state_dict()
+    for key, value in source.state_dict().items():
+        assert torch.equal(tuned[key], value) != key.startswith("deconvolution."), key
+    done = _run("psnr", "--model", "espcn", "--init-from", tmp_path / "x3", "--steps", "1", "--train-data", crops / "train",
+                "--val-data", crops / "val", "--output-dir", tmp_path / "bad", cwd=tmp_path)
+    assert done.returncode != 0 and "does not fit" in done.stderr
