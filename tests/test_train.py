@@ -456,7 +456,7 @@ def test_target_psnr_stops_after_one_validation(crops, tmp_path):
 
 
 def test_esrgan_from_the_command_line_with_and_without_the_perceptual_term(crops, tmp_path):
-    env = {"SRHUB_VGG19_WEIGHTS": "", "TORCH_HOME": str(tmp_path / "torch")}  # no VGG19 anywhere
+    env = {"SRHUB_VGG19_WEIGHTS": "", "TORCH_HOME": str(tmp_path / "torch"), "SRHUB_OFFLINE": "1"}  # no VGG19 anywhere
     esrgan = ["esrgan", "--model-config", '{"num_features": 8, "num_blocks": 1, "growth_channels": 4}',
               "--discriminator-config", '{"num_features": 4}', "--batch-size", "2", "--num-workers", "0",
               "--train-data", crops / "big", "--val-data", crops / "val", "--log-with", "none"]
