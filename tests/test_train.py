@@ -538,3 +538,10 @@ def test_init_from_transfers_fsrcnn_across_scales(crops, tmp_path):
     done = _run("psnr", "--model", "espcn", "--init-from", tmp_path / "x3", "--steps", "1", "--train-data", crops / "train",
                 "--val-data", crops / "val", "--output-dir", tmp_path / "bad", cwd=tmp_path)
     assert done.returncode != 0 and "does not fit" in done.stderr
+
+
+def test_readme_documents_the_tested_multi_process_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "accelerate launch --multi_gpu --num_processes 2 train/psnr.py --model espcn" in readme
+    launch = _run.__code__.co_consts  # the DDP test launches through _run(..., launch=2), with these flags
+    assert "--multi_gpu" in launch and "--num_processes" in launch
