@@ -1,7 +1,9 @@
 """PSNR-oriented training (pixel loss only) for SRCNN, FSRCNN, ESPCN, SRResNet, EBRN, BSRN and RRDBNet.
 
-    accelerate launch train/psnr.py --model espcn --scale 4 --steps 20000 --output-dir runs/espcn-x4
+    python train/psnr.py --model espcn --scale 4 --steps 20000 --output-dir runs/espcn-x4
+    accelerate launch --multi_gpu --num_processes 2 train/psnr.py --model espcn ...   # DDP: GPUs, or gloo on a CPU
     python train/psnr.py --model rrdbnet --config my.yaml          # YAML/TOML overrides the defaults
+    python train/psnr.py --model fsrcnn --scale 2 --init-from runs/fsrcnn-x3/model   # fine-tune (x3 -> x2)
 
 Each model gets its paper's loss, learning rate, patch size and schedule from ``RECIPES``
 (any flag given overrides it). HR patches are cut at random from ``--train-data``, flipped
