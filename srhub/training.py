@@ -294,6 +294,12 @@ def make_accelerator(cfg: TrainConfig):
         )
     launched = _launched_processes()
     has_accelerator = torch.cuda.is_available() or (hasattr(torch, "accelerator") and torch.accelerator.is_available())
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if torch.cuda.is_available() and not cfg.cpu and per_machine > torch.cuda.device_count():
+        raise RuntimeError(
+            f"{per_machine} processes on this machine but {torch.cuda.device_count()} GPU(s): launch at most one process "
+            "per GPU, or run them on the CPU with the script's --cpu"
+        )
     accelerator = Accelerator(
         cpu=cfg.cpu or (launched > 1 and not has_accelerator),  # otherwise Accelerate runs N separate copies
         mixed_precision=cfg.mixed_precision,
