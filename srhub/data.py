@@ -336,6 +336,9 @@ class PatchDataset(Dataset):
         augment: random horizontal flip, vertical flip and transpose (the 8 dihedral transforms).
         with_lq: also return the bicubic LR (off for pipelines that degrade ``gt`` themselves).
         cache: decode every image once and keep it in memory (uint8).
+        lq_images: LR files paired with ``images`` (real camera pairs such as RealSR's, in the
+            same order, each ``1/scale`` of its HR's size after mod-crop); patches are cut
+            at aligned positions from both. None: bicubic LR as above. Needs ``cache``.
 
     Items are dicts ``{"gt": (3, P, P)}`` plus ``"lq": (3, P/s, P/s)``, float in [0, 1].
     """
@@ -351,7 +354,10 @@ class PatchDataset(Dataset):
         augment: bool = True,
         with_lq: bool = True,
         cache: bool = True,
+        lq_images: list[Path] | None = None,
     ) -> None:
+        if lq_images is not None and (not cache or not with_lq or len(lq_images) != len(images)):
+            raise ValueError("lq_images needs cache=True, with_lq=True and one LR file per HR image")
         if scale < 1 or patch_size < scale or patch_size % scale:
             raise ValueError(f"patch_size ({patch_size}) must be a positive multiple of scale ({scale})")
         if length < 1:
@@ -362,7 +368,12 @@ class PatchDataset(Dataset):
         self.length, self.seed, self.augment, self.with_lq = length, seed, augment, with_lq
         self.cache = [mod_crop(_read_uint8(p)[0], scale) for p in self.images] if cache else None
         self.lq_cache = None
-        if self.cache is not None and with_lq:
+        if lq_images is not None:
+            self.lq_cache = [_read_uint8(Path(p))[0] for p in lq_images]
+            for path, hr, lq in zip(lq_images, self.cache, self.lq_cache):
+                if tuple(hr.shape[-2:]) != (lq.shape[-2] * scale, lq.shape[-1] * scale):
+                    raise ValueError(f"LR {path} x{scale} is {tuple(s * scale for s in lq.shape[-2:])}, its HR {tuple(hr.shape[-2:])}")
+        elif self.cache is not None and with_lq:
             self.lq_cache = [imresize(image, scale=1 / scale) for image in self.cache]
         for index, path in enumerate(self.images):
             if self.cache is not None:

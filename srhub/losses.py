@@ -3,120 +3,68 @@ and PISR's distillation losses. Device-agnostic; nothing here touches global sta
 
 VGG19 weights
 -------------
-:class:`PerceptualLoss` builds VGG19's convolutional part itself (torchvision is not
-needed) and loads ImageNet weights from, in order:
+:class:`PerceptualLoss` uses srhub's own VGG19 (:mod:`srhub.perceptual`; torchvision is not
+needed) with ImageNet weights found by :func:`srhub.perceptual.backbone_state_dict`:
 
-1. the ``weights`` argument: a ``.safetensors`` file;
+1. the ``weights`` argument (``--vgg-weights``): a ``.safetensors`` file with torchvision's
+   key layout, or torchvision's ``vgg19-dcbb9e9d.pth`` itself;
 2. the ``SRHUB_VGG19_WEIGHTS`` environment variable: the same;
-3. torchvision's cache, ``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth`` (read with
-   ``torch.load(weights_only=True)``; torchvision need not be installed).
+3. torch's hub cache, ``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``;
+4. with network access, torchvision's URL (``torch.hub.load_state_dict_from_url`` with its
+   hash check), which fills that cache for offline runs afterwards (``SRHUB_OFFLINE=1``
+   turns this off).
 
-The safetensors key layout is torchvision's ``vgg19().features`` state dict, prefixed:
-``features.{i}.weight`` / ``features.{i}.bias`` for the 16 convolutions at indices
-0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34 (shapes ``(out, in, 3, 3)``).
-Convert torchvision's file with::
-
-    sd = torch.load("vgg19-dcbb9e9d.pth", weights_only=True)
-    safetensors.torch.save_file({k: v for k, v in sd.items() if k.startswith("features.")}, "vgg19.safetensors")
-
-If none is found, :class:`VGGWeightsMissing` says where to put the file; training scripts
-then stop unless ``--no-perceptual`` was given.
+The key layout is torchvision's ``vgg19().features`` state dict: ``features.{i}.weight`` /
+``features.{i}.bias`` for the 16 convolutions at indices 0, 2, 5, 7, 10, 12, 14, 16, 19,
+21, 23, 25, 28, 30, 32, 34 (shapes ``(out, in, 3, 3)``). If none is found,
+:class:`VGGWeightsMissing` says where to put the file; training scripts then stop unless
+``--no-perceptual`` was given.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models.base import load_safetensors
+from .models.base import WeightsError
+from .perceptual import TORCHVISION_URLS, VGG_PLANS, VGGFeatures, WeightsMissing, backbone_state_dict, vgg_layer_names
 
-# VGG19 configuration "E": channels per convolution, "M" for max pooling.
-_VGG19_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
-TORCHVISION_VGG19_FILE = "vgg19-dcbb9e9d.pth"
+TORCHVISION_VGG19_FILE = TORCHVISION_URLS["vgg19"].rsplit("/", 1)[-1]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG19_LAYERS = vgg_layer_names(VGG_PLANS["vgg19"])
 
 
-def vgg19_layer_names() -> list[str]:
-    """Names of ``VGG19Features.features`` entries in order: conv1_1, relu1_1, ..., pool5."""
-    names, block, index = [], 1, 1
-    for item in _VGG19_PLAN:
-        if item == "M":
-            names.append(f"pool{block}")
-            block, index = block + 1, 1
-        else:
-            names += [f"conv{block}_{index}", f"relu{block}_{index}"]
-            index += 1
-    return names
-
-
-VGG19_LAYERS = vgg19_layer_names()
-
-
-class VGGWeightsMissing(FileNotFoundError):
+class VGGWeightsMissing(WeightsMissing):
     """No ImageNet VGG19 weights were found for the perceptual loss."""
 
 
-class VGG19Features(nn.Module):
+class VGG19Features(VGGFeatures):
     """VGG19's convolutional part, cut after ``last_layer``; same indices as torchvision's."""
 
     def __init__(self, *, last_layer: str = "pool5") -> None:
-        super().__init__()
-        if last_layer not in VGG19_LAYERS:
-            raise ValueError(f"unknown VGG19 layer {last_layer!r}; known: {', '.join(VGG19_LAYERS)}")
-        layers: list[nn.Module] = []
-        in_channels = 3
-        for item in _VGG19_PLAN:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(in_channels, item, 3, padding=1), nn.ReLU(inplace=False)]
-                in_channels = item
-        self.features = nn.Sequential(*layers[: VGG19_LAYERS.index(last_layer) + 1])
-
-    def forward(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-        """Feature maps of the named layers (``conv*`` are before activation, ``relu*`` after)."""
-        wanted, out = set(layers), {}
-        for name, module in zip(VGG19_LAYERS, self.features):
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-        return out
+        super().__init__(variant="vgg19", last_layer=last_layer)
 
 
-def _torchvision_cache_file() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_VGG19_FILE
-
-
-def load_vgg19_weights(features: VGG19Features, weights: str | os.PathLike | None = None) -> str:
+def load_vgg19_weights(features: VGG19Features, weights: str | os.PathLike | None = None, *, download: bool | None = None) -> str:
     """Fill ``features`` with ImageNet weights (see the module docstring); return the source used."""
-    candidates = [weights, os.environ.get("SRHUB_VGG19_WEIGHTS")]
-    for candidate in candidates:
-        if candidate:
-            path = Path(candidate)
-            if not path.is_file():
-                raise VGGWeightsMissing(f"VGG19 weights file not found: {path}")
-            full = VGG19Features()
-            load_safetensors(full, path)
-            features.load_state_dict(full.state_dict(), strict=False)
-            return str(path)
-    cached = _torchvision_cache_file()
-    if cached.is_file():
-        state = torch.load(cached, map_location="cpu", weights_only=True)
-        full = VGG19Features()
-        full.load_state_dict({k: v for k, v in state.items() if k.startswith("features.")}, strict=True)
-        features.load_state_dict(full.state_dict(), strict=False)
-        return str(cached)
-    raise VGGWeightsMissing(
-        "the perceptual loss needs ImageNet VGG19 weights and none were found. Pass a safetensors file "
-        "(--vgg-weights PATH, or set SRHUB_VGG19_WEIGHTS; key layout in srhub/losses.py), or put torchvision's "
-        f"{TORCHVISION_VGG19_FILE} in {cached.parent}. To train without the perceptual term, pass --no-perceptual."
-    )
+    try:
+        state, source = backbone_state_dict("vgg19", weights, download=download)
+    except WeightsMissing as error:
+        raise VGGWeightsMissing(
+            f"the perceptual loss needs ImageNet VGG19 weights: {error} (--vgg-weights PATH takes either). "
+            "To train without the perceptual term, pass --no-perceptual."
+        ) from None
+    expected = features.state_dict()
+    wrong = sorted(k for k in expected if k not in state or state[k].shape != expected[k].shape)
+    if wrong:
+        raise WeightsError(f"{source} does not hold VGG19 weights in torchvision's layout (mismatched: {wrong[:4]})")
+    features.load_state_dict({k: state[k] for k in expected}, strict=True)
+    return source
 
 
 class PerceptualLoss(nn.Module):

@@ -33,15 +33,16 @@ The protocol (the defaults; every step is a keyword):
 7. A batch gives the mean of the per-image values; datasets are averaged per
    image too (as the papers do), not over pooled pixels.
 
-LPIPS comes from torchmetrics, which needs torchvision and its ImageNet
-backbone weights; where they are missing :func:`lpips` raises
-:class:`MetricUnavailable` naming what is missing (never a made-up number),
-and :func:`available_metrics` tells a UI which metrics it can offer.
+LPIPS is :class:`srhub.perceptual.LPIPS` (no torchvision needed): the linear heads ship
+with torchmetrics, the backbone's ImageNet weights are torchvision's files, found locally
+(``SRHUB_ALEXNET_WEIGHTS``, or torch's hub cache; see :mod:`srhub.perceptual`). Where they
+are missing :func:`lpips` raises :class:`MetricUnavailable` naming what is missing (never a
+made-up number), and :func:`available_metrics` tells a UI which metrics it can offer.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 
 import torch
 from torchmetrics.functional.image import (
@@ -201,22 +202,32 @@ _LPIPS_BACKBONES = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1
 
 
 def lpips_unavailable_reason(net: str = "alex") -> str | None:
-    """Why LPIPS cannot be computed here, or ``None`` when it can (as far as can be told offline)."""
+    """Why LPIPS cannot be computed here, or ``None`` when it can: the heads and the
+    backbone's weights are on this machine (nothing is downloaded to find out)."""
+    from .perceptual import WeightsMissing, backbone_state_dict, lpips_heads_file
+
     if net not in _LPIPS_BACKBONES:
         raise ValueError(f"unknown LPIPS backbone {net!r}; known: {', '.join(_LPIPS_BACKBONES)}")
-    if importlib.util.find_spec("torchvision") is None:
-        return (
-            "LPIPS is unavailable: torchmetrics computes it with a torchvision backbone "
-            f"({_LPIPS_BACKBONES[net]}) and torchvision is not installed"
-        )
+    if lpips_heads_file(net) is None:
+        return f"LPIPS is unavailable: its {net} heads ship with torchmetrics or lpips, and neither has them"
+    try:
+        backbone_state_dict(_LPIPS_BACKBONES[net], download=False)
+    except WeightsMissing as error:
+        return f"LPIPS is unavailable: {error}"
     return None
 
 
-def lpips(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 0, net: str = "alex") -> float:
-    """LPIPS (Zhang et al. 2018) through torchmetrics on quantised RGB; lower is better.
+@functools.lru_cache(maxsize=3)
+def _lpips_model(net: str):
+    from .perceptual import LPIPS
 
-    Raises :class:`MetricUnavailable` when torchvision or the backbone's ImageNet
-    weights (downloaded by torchvision on first use) are missing.
+    return LPIPS(net=net, download=False)
+
+
+def lpips(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 0, net: str = "alex") -> float:
+    """LPIPS v0.1 (Zhang et al. 2018, :class:`srhub.perceptual.LPIPS`) on quantised RGB; lower is better.
+
+    Raises :class:`MetricUnavailable` when the backbone's ImageNet weights are not on this machine.
     """
     reason = lpips_unavailable_reason(net)
     if reason is not None:
@@ -224,17 +235,8 @@ def lpips(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 0, net: str 
     sr, gt = prepare(sr, gt, crop_border=crop_border, y_channel=False, quantize=True)
     if sr.shape[1] == 1:
         sr, gt = sr.expand(-1, 3, -1, -1), gt.expand(-1, 3, -1, -1)
-    from torchmetrics.functional.image.lpips import learned_perceptual_image_patch_similarity
-
-    try:
-        value = learned_perceptual_image_patch_similarity(
-            (sr / 255.0).float(), (gt / 255.0).float(), net_type=net, reduction="mean", normalize=True
-        )
-    except (OSError, RuntimeError, ModuleNotFoundError) as error:  # e.g. backbone weights cannot be downloaded
-        raise MetricUnavailable(
-            f"LPIPS is unavailable: the {_LPIPS_BACKBONES[net]} backbone could not be loaded ({error})"
-        ) from error
-    return float(value)
+    with torch.no_grad():
+        return float(_lpips_model(net)((sr / 255.0).float(), (gt / 255.0).float()).mean())
 
 
 def available_metrics() -> dict[str, str | None]:

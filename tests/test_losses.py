@@ -27,8 +27,9 @@ from srhub.models.base import WeightsError
 
 @pytest.fixture()
 def no_default_vgg(tmp_path, monkeypatch):
-    """No environment variable and an empty torch hub cache."""
+    """No environment variable, an empty torch hub cache and no downloads."""
     monkeypatch.delenv("SRHUB_VGG19_WEIGHTS", raising=False)
+    monkeypatch.setenv("SRHUB_OFFLINE", "1")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     return tmp_path / "hub"
 
@@ -179,3 +180,29 @@ def test_vid_loss_trains_and_checks_shapes():
         vid(torch.randn(1, 3, 4, 4), torch.randn(1, 3, 5, 5))
     with pytest.raises(ValueError, match="pdf"):
         VIDLoss(channels=3, pdf="cauchy")
+
+
+def test_missing_weights_are_downloaded_with_the_hash_check(vgg_file, no_default_vgg, monkeypatch):
+    """Without a file, torchvision's published VGG19 is fetched (hash-checked) into torch's hub cache."""
+    path, state = vgg_file
+    calls = []
+
+    def fake_download(url, **kwargs):
+        calls.append((url, kwargs))
+        return {**state, "classifier.0.weight": torch.zeros(2, 2)}
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+    monkeypatch.setenv("SRHUB_OFFLINE", "0")
+    loss_fn = PerceptualLoss(layer_weights={"conv1_2": 1.0})
+    assert torch.equal(loss_fn.vgg.features[2].weight, state["features.2.weight"])
+    ((url, kwargs),) = calls
+    assert url == "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+    assert kwargs["check_hash"] is True and kwargs["weights_only"] is True
+    assert loss_fn.weights_source == str(no_default_vgg / "checkpoints" / "vgg19-dcbb9e9d.pth")
+
+    def offline(url, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(VGGWeightsMissing, match="no network"):
+        PerceptualLoss(layer_weights={"conv1_2": 1.0})

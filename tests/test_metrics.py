@@ -179,15 +179,98 @@ def test_ssim_needs_a_full_window():
         metrics.ssim(torch.rand(3, 20, 20), torch.rand(3, 20, 20), crop_border=5)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed here")
-def test_lpips_reports_unavailable_instead_of_a_number():
+@pytest.fixture()
+def no_backbones(tmp_path, monkeypatch):
+    """An empty torch hub cache and no weight files named in the environment."""
+    for name in ("ALEXNET", "VGG16", "SQUEEZENET1_1"):
+        monkeypatch.delenv(f"SRHUB_{name}_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    metrics._lpips_model.cache_clear()
+    yield tmp_path
+    metrics._lpips_model.cache_clear()
+
+
+def test_lpips_reports_unavailable_instead_of_a_number(no_backbones):
     image = torch.rand(3, 32, 32)
-    with pytest.raises(metrics.MetricUnavailable, match="torchvision"):
+    with pytest.raises(metrics.MetricUnavailable, match="alexnet"):
         metrics.lpips(image, image)
     with pytest.raises(metrics.MetricUnavailable):
         metrics.evaluate(image, image, metrics=("psnr", "lpips"))
     status = metrics.available_metrics()
     assert status["psnr"] is None and status["ssim"] is None
-    assert "torchvision" in status["lpips"]
+    assert "SRHUB_ALEXNET_WEIGHTS" in status["lpips"]
     with pytest.raises(ValueError, match="backbone"):
         metrics.lpips_unavailable_reason("resnet")
+
+
+def _backbone(name):
+    from srhub import perceptual
+
+    if name == "alexnet":
+        return perceptual.AlexNetFeatures()
+    if name == "squeezenet1_1":
+        return perceptual.SqueezeNetFeatures()
+    return perceptual.VGGFeatures(variant="vgg16")
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg", "squeeze"])
+def test_lpips_without_torchvision(net, no_backbones, monkeypatch):
+    """srhub's backbones take torchvision's key layout; with a backbone file (random weights here) and the
+    heads torchmetrics ships, LPIPS is offered: 0 for equal images, larger for larger distortions."""
+    from safetensors.torch import save_file
+
+    from srhub import perceptual
+
+    backbone = perceptual.LPIPS_NETS[net][0]
+    torchvision_like = {**_backbone(backbone).state_dict(), "classifier.1.weight": torch.zeros(2, 2)}
+    path = no_backbones / f"{backbone}.safetensors"
+    save_file({k: v.contiguous() for k, v in torchvision_like.items()}, str(path))
+    monkeypatch.setenv(f"SRHUB_{backbone.upper()}_WEIGHTS", str(path))
+    assert metrics.lpips_unavailable_reason(net) is None
+    torch.manual_seed(0)
+    gt = torch.rand(3, 64, 64)
+    assert metrics.lpips(gt, gt, net=net) == 0.0
+    small = metrics.lpips((gt + 0.02 * torch.randn_like(gt)).clamp(0, 1), gt, net=net)
+    large = metrics.lpips((gt + 0.3 * torch.randn_like(gt)).clamp(0, 1), gt, net=net)
+    assert 0 < small < large
+    save_file({"features.0.weight": torch.zeros(1)}, str(path))
+    with pytest.raises(ValueError, match="does not hold"):
+        perceptual.LPIPS(net=net, backbone_weights=path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lpips") is None, reason="the lpips package is not installed")
+def test_lpips_matches_the_lpips_package(monkeypatch):
+    """Same numbers as ``lpips.LPIPS`` (0.1.x) for one backbone's weights: torchvision, which the package
+    imports, is replaced by srhub's definitions, so this checks the heads, scaling, stages and normalisation."""
+    import sys
+    import types
+
+    from srhub import perceptual
+
+    built = {}
+
+    def stub(name):
+        def build(pretrained=False, **kwargs):
+            torch.manual_seed(5)
+            built[name] = _backbone(name)
+            return built[name]
+
+        return build
+
+    models = types.ModuleType("torchvision.models")
+    for name in ("alexnet", "vgg16", "squeezenet1_1"):
+        setattr(models, name, stub(name))
+    torchvision = types.ModuleType("torchvision")
+    torchvision.models = models
+    monkeypatch.setitem(sys.modules, "torchvision", torchvision)
+    monkeypatch.setitem(sys.modules, "torchvision.models", models)
+    import lpips as reference_package
+
+    x, y = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    for net, (backbone, _, _) in perceptual.LPIPS_NETS.items():
+        reference = reference_package.LPIPS(net=net, verbose=False)
+        ours = perceptual.LPIPS(net=net, pretrained=False)
+        expected = ours.backbone.state_dict()
+        ours.backbone.load_state_dict({k: v for k, v in built[backbone].state_dict().items() if k in expected})
+        ours.load_heads(torch.load(perceptual.lpips_heads_file(net), map_location="cpu", weights_only=True))
+        torch.testing.assert_close(ours(x, y), reference(x, y, normalize=True).flatten(), rtol=1e-5, atol=1e-6)

@@ -232,7 +232,7 @@ def test_psnr_script_trains_saves_and_cards(crops, tmp_path):
     assert type(model).__name__ == "ESPCN" and model.scale == 4
     card = (tmp_path / "model" / "README.md").read_text()
     assert "train/psnr.py --model espcn" in card and "40 optimizer steps" in card and "val" in card
-    assert f"{result['metrics']['psnr']:.2f}" in card
+    assert f"{result['metrics']['val']['psnr']:.2f}" in card
 
 
 def test_psnr_script_channels_last_trains_checkpoints_and_saves(crops, tmp_path):
@@ -300,36 +300,6 @@ def test_psnr_resume_is_exact(crops, tmp_path, monkeypatch):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
 
 
-def test_srgan_script_with_perceptual_loss(crops, tmp_path, vgg_weights):
-    esrgan = _script("esrgan")
-    cfg = esrgan.Config(
-        model="srresnet", model_config={"num_features": 8, "num_blocks": 1},
-        discriminator_config={"num_features": 4, "input_size": 32}, scale=2, hr_patch=32, batch_size=2,
-        pretrain_steps=2, steps=3, vgg_weights=vgg_weights, **_common(crops, tmp_path),
-    )
-    result = esrgan.main(cfg)
-    assert result["step"] == 5 and len(result["losses"]["discriminator"]) == 3
-    assert all(torch.isfinite(torch.tensor(v)) for v in result["losses"]["generator"])
-    assert srhub.load(str(tmp_path / "model")).architecture == "srresnet"
-
-
-def test_esrgan_script_needs_vgg_weights_or_explicit_opt_out(crops, tmp_path, monkeypatch):
-    from srhub.losses import VGGWeightsMissing
-
-    monkeypatch.delenv("SRHUB_VGG19_WEIGHTS", raising=False)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    esrgan = _script("esrgan")
-    tiny = dict(model_config={"num_features": 8, "num_blocks": 1, "growth_channels": 4},
-                discriminator_config={"num_features": 4}, batch_size=2)
-    with pytest.raises(VGGWeightsMissing, match="--no-perceptual"):
-        esrgan.main(esrgan.Config(**tiny, **_common(crops, tmp_path / "a")))
-    # ESRGAN proper: RRDBNet, relativistic GAN, the 128 px VGG-style discriminator
-    result = esrgan.main(esrgan.Config(**tiny, pretrain_steps=20, steps=2, pretrain_lr=2e-3, no_perceptual=True,
-                                       **_common(crops, tmp_path / "b", train_data=str(crops / "big"))))
-    assert result["step"] == 22 and len(result["losses"]["discriminator"]) == 2
-    assert _went_down(result["losses"]["pretrain"])
-
-
 def test_realesrgan_script(crops, tmp_path, vgg_weights):
     realesrgan = _script("realesrgan")
     cfg = realesrgan.Config(
@@ -355,17 +325,235 @@ def test_pisr_script(crops, tmp_path):
     assert (tmp_path / "teacher" / "model.safetensors").is_file()
 
 
-def test_accelerate_launch_single_cpu_process(crops, tmp_path):
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu", str(ROOT / "train" / "psnr.py"),
-        "--model", "srcnn", "--model-config", '{"num_features": 8, "hidden_features": 4}', "--steps", "6",
-        "--batch-size", "2", "--lq-patch", "8", "--output-dir", str(tmp_path), "--train-data", str(crops / "train"),
-        "--val-data", str(crops / "val"), "--num-workers", "0", "--log-every", "2", "--checkpoint-every", "3",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+# ------------------------------------------------------------------ the command line, as a user types it
+
+
+def _run(*words, cwd, launch: int | None = None, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """``python train/X.py ...`` or, with ``launch=N``, ``accelerate launch --multi_gpu --num_processes N train/X.py ...``
+    (the README's multi-process command; on this CPU-only machine it runs DDP over gloo)."""
+    script, *args = words
+    command = [sys.executable, str(ROOT / "train" / f"{script}.py"), *map(str, args)]
+    if launch:
+        command[1:1] = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(launch),
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                        "--main_process_port", "0"]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+
+
+def _scalars(output_dir: Path) -> dict[str, dict[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found: dict[str, dict[int, float]] = {}
+    for events in (output_dir / "logs").rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0}).Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            found.setdefault(tag, {}).update({e.step: e.value for e in accumulator.Scalars(tag)})
+        for tag in accumulator.Tags()["images"]:
+            found.setdefault("images", {})[tag] = len(accumulator.Images(tag))
+    return found
+
+
+TINY_SRCNN = ("psnr", "--model", "srcnn", "--model-config", '{"num_features": 8, "hidden_features": 4}', "--scale", "2",
+              "--lq-patch", "8", "--num-workers", "0")
+
+
+@pytest.mark.parametrize("script", ["psnr", "esrgan", "realesrgan", "pisr"])
+def test_help_explains_every_flag(script, tmp_path):
+    from srhub.training import field_help
+
+    done = _run(script, "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = " ".join(done.stdout.split())
+    config = _script(script).Config
+    helps = field_help(config)
+    for field in dataclasses.fields(config):
+        assert helps.get(field.name), f"{script}: --{field.name} has no comment in the config dataclass"
+        assert " ".join(helps[field.name].split())[:40] in text, field.name
+    if script in ("esrgan", "realesrgan"):
+        assert "--perceptual, --no-perceptual" in text and "--no-no" not in text
+
+
+def test_settings_are_checked_before_training(crops, tmp_path):
+    common = [*TINY_SRCNN, "--steps", "2", "--train-data", crops / "train", "--output-dir", tmp_path / "run"]
+    done = _run(*common, "--val-data", tmp_path / "missing", cwd=tmp_path)
+    assert done.returncode != 0 and "--val-data" in done.stderr and "--download" not in done.stderr
+    done = _run(*common, cwd=tmp_path, env={"SRHUB_DATA_ROOT": str(tmp_path / "empty")})  # the default Set5 is missing
+    assert done.returncode != 0 and "--val-data Set5" in done.stderr and "--download" not in done.stderr
+    done = _run(*common, "--val-data", crops / "val", "--push-to-hub", cwd=tmp_path)
+    assert done.returncode != 0 and "--push-to-hub needs --hub-repo-id" in done.stderr
+    assert not (tmp_path / "run").exists()  # refused before the first step, nothing trained or written
+
+
+def test_no_resume_moves_the_old_run_aside(crops, tmp_path):
+    common = [*TINY_SRCNN, "--train-data", crops / "train", "--val-data", crops / "val", "--output-dir", tmp_path,
+              "--checkpoint-every", "2", "--log-with", "none"]
+    assert _run(*common, "--steps", "6", cwd=tmp_path).returncode == 0  # the old run: checkpoints 4 and 6
+    done = _run(*common, "--steps", "4", "--no-resume", "--seed", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--no-resume: moved the earlier run's checkpoint-4, checkpoint-6, model" in done.stdout
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]  # the new run's, both kept
+    (aside,) = tmp_path.glob("previous-*")
+    assert [p.name for p in list_checkpoints(aside)] == ["checkpoint-4", "checkpoint-6"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-4"  # what the same command again resumes: the NEW run
+    state = json.loads((tmp_path / "checkpoint-4" / "srhub_checkpoint.json").read_text())
+    assert state == {"step": 4} and (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_two_process_ddp_on_cpu(crops, tmp_path):
+    """The README's multi-process command on the CPU: real DDP (gloo), weights identical on both ranks,
+    one validation per step, one model, the loss averaged over the log interval and the processes, resume."""
+    common = [*TINY_SRCNN, "--train-data", crops / "train", "--val-data", crops / "val", "--val-every", "2",
+              "--checkpoint-every", "2", "--lr", "1e-2"]
+    ddp = _run(*common, "--steps", "4", "--batch-size", "2", "--log-every", "2", "--output-dir", tmp_path / "ddp",
+               cwd=tmp_path, launch=2)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "2 process(es) (MULTI_CPU, gloo)" in ddp.stdout and "4 per step (2 x 1 accumulation x 2 processes)" in ddp.stdout
+    assert "weights identical on all 2 processes" in ddp.stdout
+    assert [line.split(":")[0] for line in ddp.stdout.splitlines() if " PSNR " in line] == ["step 2", "step 4"]
+    assert "step/s" in ddp.stderr and "loss=" in ddp.stderr  # the progress bar
+    assert [p.name for p in list_checkpoints(tmp_path / "ddp")] == ["checkpoint-2", "checkpoint-4"]
+    assert sorted(p.name for p in (tmp_path / "ddp" / "model").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    # one process reading both ranks' patches (batch 4) takes the same steps as the synchronised pair
+    single = _run(*common, "--steps", "4", "--batch-size", "4", "--log-every", "1", "--output-dir", tmp_path / "one",
+                  cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = load_file(tmp_path / "ddp" / "model" / "model.safetensors"), load_file(tmp_path / "one" / "model" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    logged, reference = _scalars(tmp_path / "ddp"), _scalars(tmp_path / "one")
+    assert sorted(logged["train/loss"]) == [2, 4] and sorted(logged["val/val/psnr"]) == [2, 4]
+    for step in (2, 4):  # mean over the interval's two steps and over both processes
+        assert logged["train/loss"][step] == pytest.approx((reference["train/loss"][step - 1] + reference["train/loss"][step]) / 2, rel=1e-5)
+    assert logged["images"]["val/val"] == 2  # bicubic | SR | GT at each validation
+    card = (tmp_path / "ddp" / "model" / "README.md").read_text()
+    assert "\n# ddp\n" in card
+    (line,) = [line for line in card.splitlines() if "from_pretrained(" in line]
+    path = line.split('from_pretrained("')[1].split('"')[0]
+    assert srhub.SRCNN.from_pretrained(path).scale == 2
+    # the same command with more steps resumes on both processes
+    resumed = _run(*common, "--steps", "6", "--batch-size", "2", "--log-every", "2", "--output-dir", tmp_path / "ddp",
+                   cwd=tmp_path, launch=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "checkpoint-4 at step 4" in resumed.stdout and "steps 4 -> 6" in resumed.stdout
+    assert [line.split(":")[0] for line in resumed.stdout.splitlines() if " PSNR " in line] == ["step 6"]
+
+
+def test_a_launch_that_would_not_be_ddp_is_refused(crops, tmp_path):
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "ACCELERATE_USE_CPU": "True"}  # what `launch --cpu --num_processes 2` sets
+    done = _run(*TINY_SRCNN, "--steps", "2", "--train-data", crops / "train", "--val-data", crops / "val", "--output-dir", tmp_path,
+                cwd=tmp_path, env=env)
+    assert done.returncode != 0 and "accelerate launch --multi_gpu --num_processes N" in done.stderr
+
+
+def test_target_psnr_stops_after_one_validation(crops, tmp_path):
+    done = _run(*TINY_SRCNN, "--steps", "20", "--val-every", "2", "--target-psnr", "0", "--train-data", crops / "train",
+                "--val-data", crops / "val", "--output-dir", tmp_path, "--log-with", "none", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [line for line in done.stdout.splitlines() if " PSNR " in line] == [
+        line for line in done.stdout.splitlines() if line.startswith("step 2: val PSNR")
+    ] and " PSNR " in done.stdout  # measured once at the step it stopped, not again by the final validation
+    assert "reached 0.0 dB at step 2" in done.stdout + done.stderr
+
+
+def test_esrgan_from_the_command_line_with_and_without_the_perceptual_term(crops, tmp_path):
+    env = {"SRHUB_VGG19_WEIGHTS": "", "TORCH_HOME": str(tmp_path / "torch"), "SRHUB_OFFLINE": "1"}  # no VGG19 anywhere
+    esrgan = ["esrgan", "--model-config", '{"num_features": 8, "num_blocks": 1, "growth_channels": 4}',
+              "--discriminator-config", '{"num_features": 4}', "--batch-size", "2", "--num-workers", "0",
+              "--train-data", crops / "big", "--val-data", crops / "val", "--log-with", "none"]
+    done = _run(*esrgan, "--output-dir", tmp_path / "a", cwd=tmp_path, env=env)
+    assert done.returncode != 0 and "--no-perceptual" in done.stderr  # stops, and says how to go on
+    done = _run(*esrgan, "--pretrain-steps", "2", "--steps", "2", "--no-perceptual", "--output-dir", tmp_path / "b",
+                cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "model" / "model.safetensors").is_file()
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-6"]
-    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))  # tensorboard tracker wrote
+    assert "RRDBNet x4" in done.stdout and srhub.load(str(tmp_path / "b" / "model")).architecture == "rrdbnet"
+
+
+@pytest.mark.slow  # the default suite runs the perceptual term through SRGAN's smaller recipe (next test)
+def test_esrgan_from_the_command_line_with_random_vgg_weights(crops, tmp_path, vgg_weights):
+    """ESRGAN's full objective: 0.01 L1 + VGG19 conv5_4 (random weights here) + relativistic GAN."""
+    done = _run("esrgan", "--model-config", '{"num_features": 8, "num_blocks": 1, "growth_channels": 4}',
+                "--discriminator-config", '{"num_features": 4}', "--batch-size", "2", "--num-workers", "0",
+                "--train-data", crops / "big", "--val-data", crops / "val", "--pretrain-steps", "1", "--steps", "1",
+                "--vgg-weights", vgg_weights, "--log-every", "1", "--output-dir", tmp_path, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = _scalars(tmp_path)
+    assert set(logged["train/perceptual"]) == {2} and logged["train/perceptual"][2] > 0 and 2 in logged["train/gan"]
+
+
+def test_srgan_with_random_vgg_weights_resumes_with_the_new_schedule(crops, tmp_path, vgg_weights):
+    srgan = ["esrgan", "--model", "srresnet", "--model-config", '{"num_features": 8, "num_blocks": 1}',
+             "--discriminator-config", '{"num_features": 4, "input_size": 32}', "--scale", "2", "--hr-patch", "32",
+             "--batch-size", "2", "--num-workers", "0", "--pretrain-steps", "1", "--checkpoint-every", "3",
+             "--vgg-weights", vgg_weights, "--train-data", crops / "train", "--val-data", crops / "val",
+             "--output-dir", tmp_path, "--log-every", "1"]
+    done = _run(*srgan, "--steps", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    perceptual = _scalars(tmp_path)["train/perceptual"]  # the term is on in both GAN steps
+    assert sorted(perceptual) == [2, 3] and all(value > 0 for value in perceptual.values())
+    done = _run(*srgan, "--steps", "4", "--lr", "5e-5", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "checkpoint-3 at step 3" in done.stdout
+    assert "the checkpoint's schedule spans 2 steps; continuing with 4" in done.stderr
+    assert "the checkpoint's peak learning rate is 0.0001; continuing with 5e-05" in done.stderr
+    assert _scalars(tmp_path)["train/lr"][4] == pytest.approx(5e-5 * LRSchedule("step", 4)(3))
+
+
+@pytest.mark.slow  # 2 runs; the GAN scripts' resume is covered by the SRGAN test in the default suite
+def test_pisr_resume_keeps_the_new_schedule(crops, tmp_path):
+    pisr = ["pisr", "--teacher-config", '{"num_features": 8, "shrink_features": 4, "num_mapping_layers": 1}',
+            "--scale", "2", "--hr-patch", "32", "--batch-size", "2", "--num-workers", "0", "--teacher-steps", "2",
+            "--checkpoint-every", "3", "--train-data", crops / "train", "--val-data", crops / "val",
+            "--output-dir", tmp_path, "--log-with", "none"]
+    assert _run(*pisr, "--student-steps", "2", cwd=tmp_path).returncode == 0
+    done = _run(*pisr, "--student-steps", "4", "--student-lr", "2e-4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the checkpoint's schedule spans 2 steps; continuing with 4" in done.stderr
+    assert "the checkpoint's peak learning rate is 0.0001; continuing with 0.0002" in done.stderr
+    assert (tmp_path / "teacher" / "README.md").read_text().count(f"# {tmp_path.name}-teacher") == 1
+
+
+def test_paired_training_folders(crops, tmp_path):
+    from srhub.degradations import imresize
+
+    hr, lr = tmp_path / "hr", tmp_path / "lr"
+    hr.mkdir(), lr.mkdir()
+    for path in sorted((crops / "train").glob("*.png"))[:3]:
+        image = torch.from_numpy(__import__("numpy").asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+        Image.open(path).save(hr / path.name)
+        Image.fromarray(imresize(image.contiguous(), scale=1 / 2).permute(1, 2, 0).numpy()).save(lr / f"{path.stem}x2.png")
+    # LR files that are the bicubic LR give exactly the bicubic pipeline's patches: they are cut at aligned places
+    files = training_images(hr)
+    pairs = srhub.data.PairedFolderDataset(hr, lr, scale=2).pairs
+    paired = PatchDataset([h for h, _ in pairs], lq_images=[l for _, l in pairs], scale=2, patch_size=16, length=5)
+    bicubic = PatchDataset(files, scale=2, patch_size=16, length=5)
+    for index in range(5):
+        assert all(torch.equal(paired[index][k], bicubic[index][k]) for k in ("gt", "lq"))
+    done = _run(*TINY_SRCNN, "--steps", "2", "--train-data", hr, "--train-lq-data", lr, "--val-data", crops / "val",
+                "--output-dir", tmp_path / "run", "--log-with", "none", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"paired with LR {lr}" in done.stdout and f"paired with LR `{lr}`" in (tmp_path / "run" / "model" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_init_from_transfers_fsrcnn_across_scales(crops, tmp_path):
+    source = srhub.models.MODELS["fsrcnn"](scale=3, num_features=8, shrink_features=4, num_mapping_layers=1)
+    source.save_pretrained(tmp_path / "x3")
+    done = _run("psnr", "--model", "fsrcnn", "--scale", "2", "--model-config",
+                '{"num_features": 8, "shrink_features": 4, "num_mapping_layers": 1}', "--init-from", tmp_path / "x3",
+                "--steps", "1", "--lr", "0", "--lq-patch", "8", "--num-workers", "0", "--train-data", crops / "train",
+                "--val-data", crops / "val", "--output-dir", tmp_path / "x2", "--log-with", "none", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "deconvolution. left at initialisation for x2" in done.stdout
+    tuned = srhub.load(str(tmp_path / "x2" / "model")).state_dict()
+    for key, value in source.state_dict().items():
+        assert torch.equal(tuned[key], value) != key.startswith("deconvolution."), key
+    done = _run("psnr", "--model", "espcn", "--init-from", tmp_path / "x3", "--steps", "1", "--train-data", crops / "train",
+                "--val-data", crops / "val", "--output-dir", tmp_path / "bad", cwd=tmp_path)
+    assert done.returncode != 0 and "does not fit" in done.stderr
+
+
+def test_readme_documents_the_tested_multi_process_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "accelerate launch --multi_gpu --num_processes 2 train/psnr.py --model espcn" in readme
+    launch = _run.__code__.co_consts  # the DDP test launches through _run(..., launch=2), with these flags
+    assert "--multi_gpu" in launch and "--num_processes" in launch

@@ -31,14 +31,16 @@ from srhub.losses import PerceptualLoss, generator_adversarial_loss
 from srhub.models import DISCRIMINATORS, MODELS
 from srhub.training import (
     EMA,
+    Progress,
     LRSchedule,
     TrainConfig,
     TrainState,
+    describe_run,
     discriminator_step,
     due,
     finish,
+    keep_configured_schedule,
     make_accelerator,
-    record_gan_step,
     parse_config,
     patch_loader,
     resume,
@@ -67,20 +69,20 @@ class Config(TrainConfig):
 
     output_dir: str = "runs/esrgan"
     model: str = "rrdbnet"  # "rrdbnet" (ESRGAN) or "srresnet" (SRGAN)
-    model_config: dict = field(default_factory=dict)
-    discriminator: str | None = None  # None: the recipe's
-    discriminator_config: dict = field(default_factory=dict)
+    model_config: dict = field(default_factory=dict)  # generator constructor overrides, e.g. '{"num_blocks": 16}'
+    discriminator: str | None = None  # a srhub discriminator name; None: the recipe's
+    discriminator_config: dict = field(default_factory=dict)  # discriminator constructor overrides
     pretrained: str | None = None  # generator folder (e.g. from train/psnr.py); skips pre-training
     pretrain_steps: int = 1_000_000  # pixel-loss steps before GAN training (ESRGAN: 1M; SRGAN: 1M)
     steps: int = 400_000  # GAN steps (ESRGAN: 400k; SRGAN: 200k)
-    hr_patch: int | None = None
-    lr: float | None = None
-    pretrain_lr: float | None = None
-    pixel_weight: float | None = None
-    perceptual_weight: float | None = None
-    gan_weight: float | None = None
-    vgg_weights: str | None = None  # VGG19 safetensors (see srhub/losses.py)
-    no_perceptual: bool = False  # train without the perceptual term (only when asked)
+    hr_patch: int | None = None  # HR patch side; None: the recipe's (ESRGAN 128, SRGAN 96)
+    lr: float | None = None  # GAN-phase learning rate of both networks; None: the recipe's
+    pretrain_lr: float | None = None  # pre-training learning rate; None: the recipe's
+    pixel_weight: float | None = None  # GAN-phase weight of the pixel loss; None: the recipe's
+    perceptual_weight: float | None = None  # weight of the VGG19 perceptual loss; None: the recipe's
+    gan_weight: float | None = None  # weight of the adversarial loss; None: the recipe's
+    vgg_weights: str | None = None  # VGG19 weights: safetensors or torchvision .pth (see srhub/losses.py)
+    perceptual: bool = True  # --no-perceptual: train without the perceptual term (only when asked)
 
 
 def main(cfg: Config) -> dict:
@@ -90,7 +92,7 @@ def main(cfg: Config) -> dict:
     cfg = dataclasses.replace(cfg, **{k: recipe[k] for k in recipe if hasattr(cfg, k) and getattr(cfg, k) is None})
     pretrain = 0 if cfg.pretrained else cfg.pretrain_steps
     total = pretrain + cfg.steps
-    perceptual = None if cfg.no_perceptual else PerceptualLoss(  # fails early, with the fix, if VGG19 is missing
+    perceptual = None if not cfg.perceptual else PerceptualLoss(  # fails early, with the fix, if VGG19 is missing
         layer_weights=recipe["perceptual_layers"], weights=cfg.vgg_weights, criterion=recipe["perceptual_criterion"]
     )
     accelerator = make_accelerator(cfg)
@@ -117,14 +119,18 @@ def main(cfg: Config) -> dict:
     )
     state = TrainState()
     accelerator.register_for_checkpointing(ema, state)
-    if cfg.resume:
-        resume(accelerator, cfg.output_dir, state)
+    if resume(accelerator, cfg, state):  # this run's --lr and --steps, not the checkpoint's
+        keep_configured_schedule(sched_d, lr=cfg.lr, total_steps=cfg.steps, step=max(state.step - pretrain, 0))
+        keep_configured_schedule(sched_g, lr=cfg.lr, total_steps=cfg.steps, step=state.step)
     ema.model.to(accelerator.device)
     if perceptual is not None:
         perceptual.to(accelerator.device)
     accelerator.init_trackers(f"{'esrgan' if cfg.model == 'rrdbnet' else 'srgan'}-x{cfg.scale}", config=tracker_config(cfg))
+    describe_run(accelerator, cfg, loader, script=f"train/esrgan.py --model {cfg.model}", steps=total,
+                 start_step=state.step, model=ema.model)
 
     history: dict[str, list[float]] = {"pretrain": [], "generator": [], "discriminator": []}
+    progress, validated = Progress(accelerator, cfg, total=total, start=state.step), None
     generator.train(), discriminator.train()
     for batch in accelerator.skip_first_batches(loader, state.step * cfg.gradient_accumulation_steps):
         if state.step >= total:
@@ -160,17 +166,20 @@ def main(cfg: Config) -> dict:
         ema.update(accelerator.unwrap_model(generator))
         if state.step == pretrain:  # GAN training starts from the pre-trained weights, not their average
             ema.reset(accelerator.unwrap_model(generator))
-        record_gan_step(
-            accelerator, cfg, state.step, history, losses, g_loss, d_loss if gan_phase else None,
-            lr=sched_g.get_last_lr()[0],
-        )
+        history["generator" if gan_phase else "pretrain"].append(g_loss.item())
+        logged = losses | {"generator": g_loss}
+        if gan_phase:
+            history["discriminator"].append(d_loss.item())
+            logged["discriminator"] = d_loss
+        progress.update(state.step, logged, lr=sched_g.get_last_lr()[0])
         if due(state.step, cfg.val_every) and state.step < total:
-            validate_and_log(accelerator, cfg, ema.model, state.step)
+            validated = {"step": state.step, "metrics": validate_and_log(accelerator, cfg, ema.model, state.step, progress)}
         if due(state.step, cfg.checkpoint_every):
             save_checkpoint(accelerator, cfg.output_dir, state.step, keep=cfg.keep_checkpoints)
 
     name = "ESRGAN" if cfg.model == "rrdbnet" else "SRGAN"
-    metrics = finish(accelerator, cfg, ema.model, recipe=f"train/esrgan.py --model {cfg.model} ({name})", step=state.step)
+    metrics = finish(accelerator, cfg, ema.model, recipe=f"train/esrgan.py --model {cfg.model} ({name})", step=state.step,
+                     validated=validated, progress=progress)
     return {"step": state.step, "losses": history, "metrics": metrics}
 
 

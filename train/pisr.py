@@ -33,10 +33,13 @@ from srhub.models import TEACHERS
 from srhub.training import (
     EMA,
     LRSchedule,
+    Progress,
     TrainConfig,
     TrainState,
+    describe_run,
     due,
     finish,
+    keep_configured_schedule,
     make_accelerator,
     parse_config,
     patch_loader,
@@ -53,13 +56,13 @@ class Config(TrainConfig):
 
     output_dir: str = "runs/pisr"
     teacher_config: dict = field(default_factory=dict)  # PISRTeacher overrides (the student mirrors its decoder)
-    teacher_steps: int = 100_000
-    student_steps: int = 100_000
-    hr_patch: int = 192
-    teacher_lr: float = 1e-3
-    student_lr: float = 1e-4
-    imitation_weight: float = 1e-4
-    distill_weight: float = 1e-6
+    teacher_steps: int = 100_000  # step 1: teacher training
+    student_steps: int = 100_000  # step 2: student distillation
+    hr_patch: int = 192  # HR patch side (a multiple of the scale)
+    teacher_lr: float = 1e-3  # teacher's peak learning rate (cosine schedule)
+    student_lr: float = 1e-4  # student's peak learning rate (cosine schedule)
+    imitation_weight: float = 1e-4  # weight of the L1 between the teacher's code and the LR image
+    distill_weight: float = 1e-6  # weight of the variational information distillation loss
     distill_layer: str = "expanding"  # decoder stage distilled: feature_extraction, shrinking, mapping, expanding
 
 
@@ -112,15 +115,19 @@ def main(cfg: Config) -> dict:
     teacher, student = accelerator.unwrap_model(teacher_net).teacher, accelerator.unwrap_model(student_net).student
     state = TrainState()
     accelerator.register_for_checkpointing(ema, state)
-    if cfg.resume:
-        resume(accelerator, cfg.output_dir, state)
+    if resume(accelerator, cfg, state):  # this run's rates and step counts, not the checkpoint's
+        keep_configured_schedule(sched_t, lr=cfg.teacher_lr, total_steps=cfg.teacher_steps, step=min(state.step, cfg.teacher_steps))
+        keep_configured_schedule(sched_s, lr=cfg.student_lr, total_steps=cfg.student_steps,
+                                 step=max(state.step - cfg.teacher_steps, 0))
     ema.model.to(accelerator.device)
     accelerator.init_trackers(f"pisr-x{cfg.scale}", config=tracker_config(cfg))
+    describe_run(accelerator, cfg, loader, script="train/pisr.py", steps=total, start_step=state.step, model=student)
 
     def channels(image: torch.Tensor) -> torch.Tensor:  # what the losses compare: luma in "y" mode
         return rgb_to_ycbcr(image)[:, :1] if luma else image
 
     history: dict[str, list[float]] = {"teacher": [], "student": []}
+    progress, validated = Progress(accelerator, cfg, total=total, start=state.step), None
     for batch in accelerator.skip_first_batches(loader, state.step * cfg.gradient_accumulation_steps):
         if state.step >= total:
             break
@@ -159,21 +166,23 @@ def main(cfg: Config) -> dict:
                 ema.reset(student)
         else:
             ema.update(student)
-        history["teacher" if teacher_phase else "student"].append(loss.item())
-        if due(state.step, cfg.log_every):
-            prefix = "teacher" if teacher_phase else "student"
-            accelerator.log({f"{prefix}/{k}": v.item() for k, v in parts.items()} | {f"{prefix}/loss": loss.item()}, step=state.step)
+        prefix = "teacher" if teacher_phase else "student"
+        history[prefix].append(loss.item())
+        lr = (sched_t if teacher_phase else sched_s).get_last_lr()[0]
+        progress.update(state.step, {f"{prefix}_{k}": v for k, v in parts.items()} | {f"{prefix}_loss": loss}, lr=lr)
         if due(state.step, cfg.val_every) and cfg.teacher_steps < state.step < total:
-            validate_and_log(accelerator, cfg, ema.model, state.step)
+            validated = {"step": state.step, "metrics": validate_and_log(accelerator, cfg, ema.model, state.step, progress)}
         if due(state.step, cfg.checkpoint_every):
             save_checkpoint(accelerator, cfg.output_dir, state.step, keep=cfg.keep_checkpoints)
 
     if accelerator.is_main_process:
         teacher.save_pretrained(
             Path(cfg.output_dir) / "teacher",
-            model_card_kwargs=dict(weights_source="trained with srhub (`train/pisr.py`, step 1)"),
+            model_card_kwargs=dict(model_name=f"{Path(cfg.output_dir).resolve().name}-teacher",
+                                   weights_source="trained with srhub (`train/pisr.py`, step 1)"),
         )
-    metrics = finish(accelerator, cfg, ema.model, recipe="train/pisr.py (PISR student)", step=state.step)
+    metrics = finish(accelerator, cfg, ema.model, recipe="train/pisr.py (PISR student)", step=state.step,
+                     validated=validated, progress=progress)
     return {"step": state.step, "losses": history, "metrics": metrics}
 
 

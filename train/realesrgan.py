@@ -35,13 +35,15 @@ from srhub.losses import PerceptualLoss, generator_adversarial_loss
 from srhub.models import DISCRIMINATORS, MODELS
 from srhub.training import (
     EMA,
+    Progress,
     TrainConfig,
     TrainState,
+    describe_run,
     discriminator_step,
     due,
     finish,
+    keep_configured_schedule,
     make_accelerator,
-    record_gan_step,
     parse_config,
     patch_loader,
     resume,
@@ -59,21 +61,21 @@ class Config(TrainConfig):
 
     output_dir: str = "runs/realesrgan"
     model: str = "rrdbnet"  # any srhub generator; Real-ESRGAN x4plus is RRDBNet, the anime video model SRVGGNetCompact
-    model_config: dict = field(default_factory=dict)
-    discriminator: str = "unet-discriminator-sn"
-    discriminator_config: dict = field(default_factory=dict)
+    model_config: dict = field(default_factory=dict)  # generator constructor overrides, e.g. '{"num_blocks": 6}'
+    discriminator: str = "unet-discriminator-sn"  # a srhub discriminator name
+    discriminator_config: dict = field(default_factory=dict)  # discriminator constructor overrides
     pretrained: str | None = None  # generator folder (e.g. a Real-ESRNet run's output_dir/model); skips pre-training
     pretrain_steps: int = 1_000_000  # Real-ESRNet steps
     steps: int = 400_000  # Real-ESRGAN steps
     batch_size: int = 12  # per GPU; the authors used 4 GPUs
-    hr_patch: int = 256
-    pretrain_lr: float = 2e-4
-    lr: float = 1e-4
-    pixel_weight: float = 1.0
-    perceptual_weight: float = 1.0
-    gan_weight: float = 0.1
-    vgg_weights: str | None = None  # VGG19 safetensors (see srhub/losses.py)
-    no_perceptual: bool = False  # train without the perceptual term (only when asked)
+    hr_patch: int = 256  # HR patch side
+    pretrain_lr: float = 2e-4  # Real-ESRNet learning rate
+    lr: float = 1e-4  # Real-ESRGAN learning rate of both networks
+    pixel_weight: float = 1.0  # GAN-phase weight of the L1 loss
+    perceptual_weight: float = 1.0  # weight of the VGG19 perceptual loss
+    gan_weight: float = 0.1  # weight of the adversarial loss
+    vgg_weights: str | None = None  # VGG19 weights: safetensors or torchvision .pth (see srhub/losses.py)
+    perceptual: bool = True  # --no-perceptual: train without the perceptual term (only when asked)
 
 
 def degraded_batch(gt: torch.Tensor, cfg: Config, step: int, micro: int, process: int) -> torch.Tensor:
@@ -85,7 +87,7 @@ def degraded_batch(gt: torch.Tensor, cfg: Config, step: int, micro: int, process
 def main(cfg: Config) -> dict:
     pretrain = 0 if cfg.pretrained else cfg.pretrain_steps
     total = pretrain + cfg.steps
-    perceptual = None if cfg.no_perceptual else PerceptualLoss(  # fails early, with the fix, if VGG19 is missing
+    perceptual = None if not cfg.perceptual else PerceptualLoss(  # fails early, with the fix, if VGG19 is missing
         layer_weights=PERCEPTUAL_LAYERS, weights=cfg.vgg_weights, criterion="l1"
     )
     accelerator = make_accelerator(cfg)
@@ -107,14 +109,19 @@ def main(cfg: Config) -> dict:
     )
     state = TrainState()
     accelerator.register_for_checkpointing(ema, state)
-    if cfg.resume:
-        resume(accelerator, cfg.output_dir, state)
+    if resume(accelerator, cfg, state):  # this run's --lr and --pretrain-lr, not the checkpoint's
+        keep_configured_schedule(sched_g, lr=cfg.lr, total_steps=total, step=state.step)
+        for group in opt_d.param_groups:
+            group["lr"] = cfg.lr
     ema.model.to(accelerator.device)
     if perceptual is not None:
         perceptual.to(accelerator.device)
     accelerator.init_trackers(f"realesrgan-x{cfg.scale}", config=tracker_config(cfg))
+    describe_run(accelerator, cfg, loader, script="train/realesrgan.py", steps=total, start_step=state.step,
+                 model=ema.model)
 
     history: dict[str, list[float]] = {"pretrain": [], "generator": [], "discriminator": []}
+    progress, validated = Progress(accelerator, cfg, total=total, start=state.step), None
     micro = 0
     generator.train(), discriminator.train()
     for batch in accelerator.skip_first_batches(loader, state.step * cfg.gradient_accumulation_steps):
@@ -149,16 +156,19 @@ def main(cfg: Config) -> dict:
         ema.update(accelerator.unwrap_model(generator))
         if state.step == pretrain:  # GAN training starts from Real-ESRNet's weights, not their average
             ema.reset(accelerator.unwrap_model(generator))
-        record_gan_step(
-            accelerator, cfg, state.step, history, losses, g_loss, d_loss if gan_phase else None,
-            lr=sched_g.get_last_lr()[0],
-        )
+        history["generator" if gan_phase else "pretrain"].append(g_loss.item())
+        logged = losses | {"generator": g_loss}
+        if gan_phase:
+            history["discriminator"].append(d_loss.item())
+            logged["discriminator"] = d_loss
+        progress.update(state.step, logged, lr=sched_g.get_last_lr()[0])
         if due(state.step, cfg.val_every) and state.step < total:
-            validate_and_log(accelerator, cfg, ema.model, state.step)
+            validated = {"step": state.step, "metrics": validate_and_log(accelerator, cfg, ema.model, state.step, progress)}
         if due(state.step, cfg.checkpoint_every):
             save_checkpoint(accelerator, cfg.output_dir, state.step, keep=cfg.keep_checkpoints)
 
-    metrics = finish(accelerator, cfg, ema.model, recipe="train/realesrgan.py (Real-ESRGAN)", step=state.step)
+    metrics = finish(accelerator, cfg, ema.model, recipe="train/realesrgan.py (Real-ESRGAN)", step=state.step,
+                     validated=validated, progress=progress)
     return {"step": state.step, "losses": history, "metrics": metrics}
 
 
