@@ -36,6 +36,13 @@ def recipe(record: dict) -> str:
     """A one-line summary of the training recipe (the card has the full config and command)."""
     cfg = record["training"]["config"]
     steps = f"{record['training']['steps']:,} steps"
+    if record["training"]["script"].endswith("gpu_zoo.py"):
+        return (
+            f"`train/gpu_zoo.py` ({record['training']['hardware'].split(',')[0]}): {steps}, batch {cfg['batch_size']}, "
+            f"{cfg['lq_patch']} px LR patches, {cfg['loss'].upper()}, Adam {cfg['lr']:g} cosine over its time, "
+            f"best-on-Set5 {cfg['best_source']} weights"
+            + (f", the {cfg['transfer_from']} network with only its deconvolution fine-tuned" if cfg.get("transfer_from") else "")
+        )
     if record["training"]["script"].endswith("pisr.py"):
         return (
             f"`train/pisr.py`: teacher {cfg['teacher_steps']:,} + student {cfg['student_steps']:,} steps, batch "
@@ -55,12 +62,19 @@ def _paper(row: dict) -> str:
     return "n/a" if row.get("paper_psnr") is None else f"{row['paper_psnr']:.2f}"
 
 
+NOT_ON_DISK = "not on disk"  # B100 / Urban100 are measured only where `srhub benchmark --download` put them
+
+
+def _extra(rows: dict, dataset: str) -> str:
+    return _psnr_ssim(rows[dataset]) if dataset in rows else NOT_ON_DISK
+
+
 def table(records: list[dict]) -> str:
     citations: list[str] = []
     lines = [
-        "| model | params | Set5 PSNR / SSIM | Set14 PSNR / SSIM | bicubic Set5 / Set14 | paper Set5 / Set14 "
-        "| CPU s / image (Set5, Set14) | weights | recipe | training wall time |",
-        "|---|---:|---|---|---|---|---|---|---|---:|",
+        "| model | params | Set5 PSNR / SSIM | Set14 PSNR / SSIM | B100 PSNR / SSIM | Urban100 PSNR / SSIM "
+        "| bicubic Set5 / Set14 | paper Set5 / Set14 | CPU s / image (Set5, Set14) | weights | recipe | training wall time |",
+        "|---|---:|---|---|---|---|---|---|---|---|---|---:|",
     ]
     for record in records:
         rows = {row["dataset"]: row for row in record["results"]}
@@ -71,12 +85,17 @@ def table(records: list[dict]) -> str:
         ref = citations.index(citation) + 1
         lines.append(
             f"| `{record['name']}` | {record['params']:,} | {_psnr_ssim(set5)} | {_psnr_ssim(set14)} "
+            f"| {_extra(rows, 'B100')} | {_extra(rows, 'Urban100')} "
             f"| {set5['bicubic_psnr']:.2f} / {set14['bicubic_psnr']:.2f} "
             f"| {_paper(set5)} / {_paper(set14)} [{ref}] "
             f"| {set5['seconds_per_image']:.3f}, {set14['seconds_per_image']:.3f} | {record['dtype']} "
             f"| {recipe(record)} | {record['training']['wall_seconds'] / 60:.1f} min |"
         )
     notes = [f"[{i}] {citation}." for i, citation in enumerate(citations, 1)]
+    notes.append(
+        f'"{NOT_ON_DISK}": B100 and Urban100 are not in this machine\'s datasets; `srhub benchmark --download` '
+        "fetches their Hub copies on a connected machine, and `benchmarks/ship_trained.py` measures them there."
+    )
     return "\n".join(lines) + "\n\n" + "\n".join(notes)
 
 

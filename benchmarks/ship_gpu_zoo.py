@@ -51,7 +51,8 @@ def unpack(folder: Path, dest: Path) -> list[str]:
 def curve_note(result: dict) -> str:
     points = [f"{p['set5_ema']:.2f} / {p['set5_raw']:.2f} dB at {p['step']:,} steps ({p['seconds']:.0f} s)"
               for p in result["curve"] if "set5_ema" in p]
-    shown = points[:: max(1, len(points) // 4)][:4] + points[-1:]
+    shown = points[:: max(1, len(points) // 4)][:4]
+    shown += [point for point in points[-1:] if point not in shown]
     note = (f"{result['steps']:,} steps in {result['seconds']:.0f} s on one GPU shared with the other zoo workers; "
             f"Set5 (EMA / raw) {', '.join(shown)}; kept the {result['best_source']} weights of step "
             f"{result['best_step']:,} ({result['best_set5_psnr']:.2f} dB on Set5 in training).")

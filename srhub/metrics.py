@@ -13,7 +13,7 @@ The protocol (the defaults; every step is a keyword):
    a grayscale image (Set14's bridge) as is, without ``rgb2ycbcr``.
 3. ``crop_border=s``: ``s`` pixels are removed from every side before measuring;
    the convention is the scale factor (the benchmark runner uses it).
-4. PSNR with a peak of 255 (``torchmetrics.functional.peak_signal_noise_ratio``).
+4. PSNR with a peak of 255: ``10 log10(255^2 / MSE)`` per image, in float64.
 5. SSIM of Wang et al. (2004): 11x11 Gaussian window, sigma 1.5, K1 = 0.01,
    K2 = 0.03, L = 255, averaged over the *valid* region, i.e. only windows that
    lie entirely inside the image (MATLAB ``filter2(..., 'valid')`` in the
@@ -22,11 +22,13 @@ The protocol (the defaults; every step is a keyword):
    here: it pads by reflection and averages the full map (mirrored pixels
    enter the border windows), and in float32 the variances ``E[x^2] - E[x]^2``
    lose up to 3e-4 of SSIM on images with flat areas (e.g. Set14's ppt3). So
-   :func:`ssim` calls torchmetrics in float64 with ``return_full_image=True``
-   and averages the map without its 5-pixel margin: exactly the valid region.
-   Tests check it against scikit-image's ``structural_similarity(
-   gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-   data_range=255)`` (to 1e-4).
+   :func:`ssim` computes in float64 on the valid windows only, with the window
+   as two separable 11-tap passes over strips of rows that stay in cache; it
+   equals torchmetrics' float64 ``return_full_image=True`` map without its
+   5-pixel margin (to ~1e-15) at a small fraction of its time
+   (``benchmarks/metric_speed.py``). Tests check it against that map (1e-10)
+   and scikit-image's ``structural_similarity(gaussian_weights=True,
+   sigma=1.5, use_sample_covariance=False, data_range=255)`` (to 1e-4).
 6. MS-SSIM is torchmetrics' ``multiscale_structural_similarity_index_measure``
    (same window and constants, 5 scales, the original betas) on the same prepared
    images; it needs at least 176x176 pixels after cropping.
@@ -44,14 +46,10 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
-from torchmetrics.functional.image import (
-    multiscale_structural_similarity_index_measure,
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
-from .color import rgb_to_y
 
 SSIM_KERNEL_SIZE = 11
 SSIM_SIGMA = 1.5
@@ -78,7 +76,7 @@ def _check_pair(sr: torch.Tensor, gt: torch.Tensor) -> None:
             raise ValueError(f"{label} is empty (shape {tuple(image.shape)})")
         if image.dtype != torch.uint8 and not image.is_floating_point():
             raise ValueError(f"{label} must be a float tensor in [0, 1] or uint8, got {image.dtype}")
-        if image.is_floating_point() and not torch.isfinite(image).all():
+        if image.is_floating_point() and not np.isfinite(_array(image)).all():
             raise ValueError(f"{label} contains NaN or infinite values")
         if image.shape[-3] not in (1, 3):
             raise ValueError(f"{label} must have 1 (luma) or 3 (RGB) channels, got {image.shape[-3]}")
@@ -93,11 +91,41 @@ def _check_pair(sr: torch.Tensor, gt: torch.Tensor) -> None:
         raise ValueError(f"sr and gt differ in batch or channels: {tuple(sr.shape)} vs {tuple(gt.shape)}")
 
 
-def _to_255(image: torch.Tensor, *, quantize: bool) -> torch.Tensor:
-    if image.dtype == torch.uint8:
-        return image.to(torch.float64)
-    image = image.to(torch.float64) * 255.0
-    return image.round().clamp(0.0, 255.0) if quantize else image
+# The protocol runs in NumPy on the CPU: its element-wise loops use one thread, so a metric
+# never waits on torch's intra-op threads (on a loaded 2-core machine that wait was most of
+# the time). Values are the same float64 arithmetic either way.
+
+
+def _array(image: torch.Tensor) -> np.ndarray:
+    """A NumPy view (or CPU copy) of ``image``; half-precision floats are widened to float32 (exactly)."""
+    image = image.detach()
+    if image.dtype not in (torch.uint8, torch.float32, torch.float64):
+        image = image.float()
+    return image.cpu().numpy()
+
+
+def _to_255(image: np.ndarray, *, quantize: bool) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image.astype(np.float64)
+    image = image.astype(np.float64)  # one buffer, then in place
+    image *= 255.0
+    if quantize:
+        np.round(image, out=image)  # half to even, as torch.round
+        np.clip(image, 0.0, 255.0, out=image)
+    return image
+
+
+# MATLAB rgb2ycbcr's luma row for 0-255 values (srhub.color.rgb_to_y, scaled by 255)
+_Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
+
+
+def _luma_255(image: np.ndarray) -> np.ndarray:
+    """Studio-swing luma of a float64 RGB batch in the 0-255 range."""
+    y = image[:, 0:1] * _Y_WEIGHTS[0]
+    y += image[:, 1:2] * _Y_WEIGHTS[1]
+    y += image[:, 2:3] * _Y_WEIGHTS[2]
+    y += 16.0
+    return y
 
 
 def prepare(
@@ -108,7 +136,7 @@ def prepare(
     y_channel: bool = True,
     quantize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply the protocol's steps 1-3: float64 ``(B, C, h, w)`` tensors in the 0-255 range."""
+    """Apply the protocol's steps 1-3: float64 ``(B, C, h, w)`` CPU tensors in the 0-255 range."""
     _check_pair(sr, gt)
     if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
         raise ValueError(f"crop_border must be a non-negative integer, got {crop_border!r}")
@@ -117,12 +145,13 @@ def prepare(
         raise ValueError(f"crop_border={crop_border} leaves nothing of a {height}x{width} image")
     pair = []
     for image in (sr, gt):
-        image = _to_255(image if image.dim() == 4 else image.unsqueeze(0), quantize=quantize)
-        if y_channel and image.shape[1] == 3:
-            image = rgb_to_y(image / 255.0) * 255.0
-        if crop_border:
+        image = image if image.dim() == 4 else image.unsqueeze(0)
+        if crop_border:  # first: the steps below work pixel by pixel
             image = image[..., crop_border:-crop_border, crop_border:-crop_border]
-        pair.append(image)
+        array = _to_255(_array(image), quantize=quantize)
+        if y_channel and array.shape[1] == 3:
+            array = _luma_255(array)
+        pair.append(torch.from_numpy(array))
     return pair[0], pair[1]
 
 
@@ -139,8 +168,10 @@ def psnr(
 
 
 def _psnr(sr: torch.Tensor, gt: torch.Tensor) -> float:
-    values = peak_signal_noise_ratio(sr, gt, data_range=255.0, reduction="none", dim=(1, 2, 3))
-    return float(values.mean())
+    difference = _array(sr).astype(np.float64) - _array(gt)
+    mse = np.square(difference, out=difference).mean(axis=(1, 2, 3))
+    with np.errstate(divide="ignore"):  # identical images: inf
+        return float((10.0 * np.log10(255.0**2 / mse)).mean())
 
 
 def ssim(
@@ -150,23 +181,77 @@ def ssim(
     return _ssim(*prepare(sr, gt, crop_border=crop_border, y_channel=y_channel, quantize=quantize))
 
 
+def _gaussian_taps() -> list[float]:
+    """The 1-D factor of the 11x11 Gaussian window (sigma 1.5), normalised, as torchmetrics builds it."""
+    offsets = torch.arange(SSIM_KERNEL_SIZE, dtype=torch.float64) - SSIM_KERNEL_SIZE // 2
+    taps = torch.exp(-((offsets / SSIM_SIGMA) ** 2) / 2)
+    return (taps / taps.sum()).tolist()
+
+
+_TAPS = _gaussian_taps()
+
+
+_STRIP_ROWS = 64  # output rows per strip: a strip's buffers stay in the CPU's cache
+
+
+def _ssim_sums(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-image sums of the SSIM map over the valid windows of float64 ``(B, C, H, W)`` arrays.
+
+    Strip by strip of output rows, the Gaussian means of x, y, x^2, y^2 and xy come from two
+    separable 11-tap passes of multiply-adds into buffers allocated once. NumPy rather than
+    torch: its element-wise loops run on one thread, so the many small steps never wait for
+    a second thread (on a loaded 2-core machine torch's intra-op threads made it 9x slower)."""
+    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+    size = len(_TAPS)
+    batch, channels, height, width = x.shape
+    out_h, out_w = height - size + 1, width - size + 1
+    strip = min(_STRIP_ROWS, out_h)
+    maps = np.empty((5, batch, channels, strip + size - 1, width))
+    rows = np.empty((5, batch, channels, strip, width))
+    means = np.empty((5, batch, channels, strip, out_w))
+    scratch = np.empty_like(rows)
+    sums = np.zeros(batch)
+    for top in range(0, out_h, strip):
+        n = min(strip, out_h - top)  # output rows in this strip
+        xs, ys = x[..., top : top + n + size - 1, :], y[..., top : top + n + size - 1, :]
+        m, r, mu, tmp = maps[..., : n + size - 1, :], rows[..., :n, :], means[..., :n, :], scratch[..., :n, :]
+        m[0], m[1] = xs, ys
+        np.multiply(xs, xs, out=m[2])
+        np.multiply(ys, ys, out=m[3])
+        np.multiply(xs, ys, out=m[4])
+        np.multiply(m[..., :n, :], _TAPS[0], out=r)
+        for k in range(1, size):
+            r += np.multiply(m[..., k : k + n, :], _TAPS[k], out=tmp)
+        np.multiply(r[..., :out_w], _TAPS[0], out=mu)
+        for k in range(1, size):
+            mu += np.multiply(r[..., k : k + out_w], _TAPS[k], out=tmp[..., :out_w])
+        mu_x, mu_y, xx, yy, xy = mu
+        mu_xy = mu_x * mu_y
+        np.square(mu_x, out=mu_x)  # mu_x^2 from here on
+        np.square(mu_y, out=mu_y)
+        var_x = np.maximum(xx - mu_x, 0.0)
+        var_y = np.maximum(yy - mu_y, 0.0)
+        numerator = (2 * mu_xy + c1) * (2 * (xy - mu_xy) + c2)
+        denominator = (mu_x + mu_y + c1) * (var_x + var_y + c2)
+        sums += (numerator / denominator).sum(axis=(1, 2, 3))
+    return sums
+
+
 def _ssim(sr: torch.Tensor, gt: torch.Tensor) -> float:
+    """SSIM averaged over the valid windows, in float64.
+
+    Equal (to about 1e-15) to the torchmetrics map ``structural_similarity_index_measure(...,
+    gaussian_kernel=True, return_full_image=True)`` without its 5-pixel margin, the definition
+    srhub used before; computed directly on the valid region with a separable window, which
+    takes a fraction of the time and memory of torchmetrics' padded float64 ``conv2d``
+    (``benchmarks/metric_speed.py`` prints both)."""
     if min(gt.shape[-2:]) < SSIM_KERNEL_SIZE:
         raise ValueError(
             f"SSIM needs at least {SSIM_KERNEL_SIZE}x{SSIM_KERNEL_SIZE} pixels after cropping, got {tuple(gt.shape[-2:])}"
         )
-    margin = SSIM_KERNEL_SIZE // 2
-    _, ssim_map = structural_similarity_index_measure(
-        sr.to(torch.float64),
-        gt.to(torch.float64),
-        gaussian_kernel=True,
-        sigma=SSIM_SIGMA,
-        kernel_size=SSIM_KERNEL_SIZE,
-        data_range=255.0,
-        return_full_image=True,
-    )
-    valid = ssim_map[..., margin:-margin, margin:-margin]  # windows lying entirely inside the image
-    return float(valid.reshape(gt.shape[0], -1).mean(dim=1).mean())
+    x, y = (image.detach().to(device="cpu", dtype=torch.float64).numpy() for image in (sr, gt))
+    windows = x.shape[1] * (x.shape[-2] - SSIM_KERNEL_SIZE + 1) * (x.shape[-1] - SSIM_KERNEL_SIZE + 1)
+    return float((_ssim_sums(x, y) / windows).mean())
 
 
 def ms_ssim(

@@ -448,15 +448,23 @@ def trained_card(record: dict) -> dict:
     by_set = {row["dataset"]: row for row in record["results"]}
     set5 = by_set["Set5"]
     network = {"srresnet": "SRResNet"}.get(record["architecture"], record["architecture"].upper())
-    if training["script"].endswith("pisr.py"):
+    gpu_zoo = training["script"].endswith("gpu_zoo.py")  # train/gpu_zoo.py: 291 images, minutes on one GPU
+    if training["script"].endswith("pisr.py") or (gpu_zoo and record["name"].startswith("pisr")):
         network = "PISR student (an FSRCNN distilled from a teacher that sees the HR image)"
     summary = (
-        f"{network} x{scale} trained by srhub on a 43-photo set, shipped inside the srhub "
-        f"package (`srhub.load(\"{record['name']}\")` works offline). Set5 x{scale}: {set5['psnr']:.2f} dB "
-        f"(bicubic {set5['bicubic_psnr']:.2f} dB"
+        f"{network} x{scale} trained by srhub on "
+        + ("the 291-image set (91 images + BSDS200)" if gpu_zoo else "a 43-photo set")
+        + f", shipped inside the srhub package (`srhub.load(\"{record['name']}\")` works offline). "
+        f"Set5 x{scale}: {set5['psnr']:.2f} dB (bicubic {set5['bicubic_psnr']:.2f} dB"
         + (f", paper {set5['paper_psnr']:.2f} dB" if set5.get("paper_psnr") is not None else "")
-        + "). A short CPU training run: see Training for the recipe and how far it is from the paper."
+        + f"). A short {'GPU' if gpu_zoo else 'CPU'} training run: see Training for the recipe and how far it is "
+        "from the paper."
     )
+    kept = "the exponential moving average of the trained weights"
+    if gpu_zoo:
+        source = training["config"].get("best_source")
+        kept = (f"the {'exponential moving average' if source == 'ema' else 'raw weights'} at the step with the best "
+                "Set5 PSNR")
     rows = "\n".join(
         f"| {row['dataset']} | x{row['scale']} | {row['psnr']:.2f} / {row['ssim']:.4f} "
         f"| {row['bicubic_psnr']:.2f} / {row['bicubic_ssim']:.4f} | {_format_psnr(row.get('paper_psnr'))} "
@@ -467,8 +475,8 @@ def trained_card(record: dict) -> dict:
     text = (
         f"Trained with srhub's `{training['script']}` for {training['steps']:,} optimizer steps on "
         f"{training['data']}, validated on {training['validation']}; {training['wall_seconds'] / 60:.1f} minutes "
-        f"of wall time on {training['hardware']}. The weights are the exponential moving average of the trained "
-        f"weights, stored as {record['dtype']} (Set5 PSNR {record['fp16_check']['set5_psnr_fp32']:.3f} dB in "
+        f"of wall time on {training['hardware']}. The weights are {kept}, "
+        f"stored as {record['dtype']} (Set5 PSNR {record['fp16_check']['set5_psnr_fp32']:.3f} dB in "
         f"float32, {record['fp16_check']['set5_psnr_fp16']:.3f} dB with float16 weights).\n\n"
         f"Command:\n\n```bash\n{training['command']}\n```\n\n"
         + (f"{training['note']}\n\n" if training.get("note") else "")
@@ -492,7 +500,8 @@ def trained_card(record: dict) -> dict:
     return {
         "model_name": record["name"],
         "summary": summary,
-        "weights_source": f"trained by srhub (`{training['script']}`), exponential moving average of the weights",
+        "weights_source": f"trained by srhub (`{training['script']}`), "
+        + (kept if gpu_zoo else "exponential moving average of the weights"),
         "training": text,
         "results": results,
         "repo_id": f"srhub/{record['name']}",

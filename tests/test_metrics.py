@@ -274,3 +274,23 @@ def test_lpips_matches_the_lpips_package(monkeypatch):
         ours.backbone.load_state_dict({k: v for k, v in built[backbone].state_dict().items() if k in expected})
         ours.load_heads(torch.load(perceptual.lpips_heads_file(net), map_location="cpu", weights_only=True))
         torch.testing.assert_close(ours(x, y), reference(x, y, normalize=True).flatten(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 150, 97), (2, 3, 75, 140), (1, 1, 11, 11)])
+def test_ssim_strips_equal_torchmetrics_valid_map(shape):
+    # the strip-by-strip separable SSIM against torchmetrics' float64 full map without its margin,
+    # on sizes whose valid rows do not divide into whole strips
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    torch.manual_seed(1)
+    gt = (torch.rand(shape, dtype=torch.float64) * 255).round()
+    sr = (gt + 40 * torch.randn_like(gt)).clamp(0, 255).round()
+    sr[..., :20, :20] = gt[..., :20, :20] = 128.0  # a flat patch, where E[x^2] - E[x]^2 cancels
+    _, full_map = structural_similarity_index_measure(
+        sr, gt, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=255.0, return_full_image=True
+    )
+    expected = full_map[..., 5:-5, 5:-5].reshape(shape[0], -1).mean(dim=1).mean().item()
+    assert metrics._ssim(sr, gt) == pytest.approx(expected, abs=1e-12)
+    assert metrics._psnr(sr, gt) == pytest.approx(
+        (10 * torch.log10(255.0**2 / ((sr - gt) ** 2).mean(dim=(1, 2, 3)))).mean().item(), abs=1e-12
+    )

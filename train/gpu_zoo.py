@@ -69,7 +69,7 @@ WORKERS = {
     "pisr": [("pisr", s, "pisr") for s in (2, 3, 4)],
 }
 FSRCNN_TRANSFER_WEIGHT = 0.5  # share of a from-scratch job a deconvolution-only fine-tune gets
-PISR_SPLIT = (0.3, 0.35, 0.35)  # teacher, student, plain FSRCNN
+PISR_SPLIT = (0.25, 0.3, 0.45)  # teacher, student, plain FSRCNN (capped at 1.5x its share to reach the steps)
 EMA_DECAY = 0.999
 PART_BYTES = 15 * 2**20
 
@@ -354,7 +354,7 @@ def _best(best: dict) -> dict:
             "best_source": best["source"], "best_step": best["step"]}
 
 
-def save_model(model, folder: Path, *, half: bool) -> None:
+def save_model(model, folder: Path, *, half: bool, fallback_config: dict) -> None:
     """An srhub model folder (config.json + model.safetensors) that ``srhub.load`` reads strictly."""
     from safetensors.torch import save_file
 
@@ -362,7 +362,11 @@ def save_model(model, folder: Path, *, half: bool) -> None:
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
     save_file(state, folder / "model.safetensors")
-    (folder / "config.json").write_text(json.dumps(model.config, indent=2) + "\n")
+    try:
+        config = model.config  # the constructor's arguments, recorded by huggingface_hub's mixin
+    except Exception:  # an unexpected huggingface_hub: the arguments this script passed
+        config = {"architecture": model.architecture, "scale": model.scale, **fallback_config}
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def selected(job: tuple, args) -> bool:
@@ -415,7 +419,11 @@ def worker(args) -> int:
         for name, (result, model) in outputs.items():
             done[name] = (result, model)
             half = model.num_parameters() > 1_000_000  # heavy weights travel as float16 (64 MiB limit)
-            save_model(model, out / name, half=half)
+            try:
+                save_model(model, out / name, half=half, fallback_config=result.get("config", {}))
+            except Exception as error:
+                log(f"{name}: saving FAILED: {error!r}")
+                result = result | {"error": f"saving failed: {traceback.format_exc()}"}
             results[name] = result | {"params": model.num_parameters(), "saved_dtype": "float16" if half else "float32",
                                       "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                                       "torch": torch.__version__, "worker": args.worker}
