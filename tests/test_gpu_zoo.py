@@ -109,3 +109,19 @@ def test_gpu_zoo_smoke_run_trains_the_whole_zoo(tmp_path):
         if model.role == "generator":
             assert model(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16 * model.scale, 16 * model.scale)
     assert srhub.load(models / "rrdbnet-x4").config["num_blocks"] == 23
+
+
+def test_ship_refuses_a_model_that_does_not_beat_its_previous_record():
+    # the shipped espcn-x2, re-measured, only ties its own record: nothing may be written
+    from srhub.data import default_data_root
+
+    if not (default_data_root() / "Set14").is_dir():
+        pytest.skip("Set5/Set14 are not on disk")
+    from ship_trained import ship
+
+    record_path = ROOT / "srhub" / "weights" / "espcn-x2.json"
+    record = json.loads(record_path.read_text())
+    before = {p: p.stat().st_mtime_ns for p in (record_path, ROOT / "README.md", ROOT / "model_cards" / "espcn-x2.md")}
+    previous = {row["dataset"]: row["psnr"] for row in record["results"]}
+    assert ship("espcn-x2", srhub.load("espcn-x2").float(), record["training"], must_beat=previous) == 2
+    assert {p: p.stat().st_mtime_ns for p in before} == before
