@@ -1,0 +1,655 @@
+"""Upscaling videos: decode, super-resolve and encode frame by frame with PyAV.
+
+``upscale_video(input, output, model=...)`` reads a video file with PyAV (FFmpeg in a
+wheel: ``pip install srhub[video]``), runs every frame of its first video stream
+through a model and writes a new file:
+
+* **Streams.** Audio, subtitle, data and attachment streams are copied packet for
+  packet (no re-encoding), as are the container's chapters and metadata. The video
+  stream keeps its time base and every frame's timestamp (variable frame rate
+  included), its rotation (display matrix), colour primaries, transfer, matrix and
+  range, sample aspect ratio, language and title.
+* **Codec.** H.264 (libx264), yuv420p, CRF 18 and preset "medium" by default;
+  ``codec``, ``crf`` and ``preset`` choose others, ``lossless=True`` writes FFV1 (in
+  .mkv, .avi or .mov). 10-bit input gives 10-bit output (yuv420p10le).
+* **Two paths.** Luma models (SRCNN, FSRCNN, ESPCN and the PISR student, built with
+  ``color_mode="y"``) see the decoded Y plane itself, which already is the
+  studio-swing luma they were trained on; the chroma planes are resized bicubically,
+  as the papers do. There is no RGB round trip. On the CPU the luma network is
+  exported once to ONNX and run by OpenVINO (fused convolutions and activations),
+  in bfloat16 where the CPU computes it natively (AVX-512 BF16 / AMX), within
+  0.5/255 mean of float32 (``benchmarks/video.py`` prints the difference). Other
+  models take frames as RGB through :func:`srhub.inference.tiled_forward`, the same
+  fast path as images.
+* **Overlap and memory.** A decoding thread, the model (in the calling thread) and an
+  encoding thread are joined by short bounded queues, so the three stages overlap
+  and at most a few batches of frames are in memory whatever the video's length.
+  Frames go through the model ``batch_size`` at a time.
+* **Progress.** A tqdm bar on stderr with frames per second and the time left.
+* **Failure.** The output is written to a temporary file next to it and renamed at
+  the end: an error or an interrupt leaves nothing half-written. A missing, empty,
+  corrupt or non-video input raises :class:`VideoError` naming the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import sys
+import threading
+import uuid
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: File extensions treated as videos (by ``srhub video`` on folders and by the app).
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi")
+#: Short codec names accepted by ``codec=`` and the FFmpeg encoders they mean.
+CODECS = {"h264": "libx264", "libx264": "libx264", "h265": "libx265", "hevc": "libx265", "libx265": "libx265",
+          "ffv1": "ffv1", "mpeg4": "mpeg4"}  # fmt: skip
+DEFAULT_CODEC = "h264"
+DEFAULT_CRF = 18
+DEFAULT_PRESET = "medium"
+DEFAULT_BATCH = 4
+#: Containers FFV1 (``lossless=True``) can be written into.
+LOSSLESS_CONTAINERS = (".mkv", ".avi", ".mov")
+# Planar YUV formats the luma path works in, by (chroma subsampling, bit depth).
+_PLANAR = {
+    "yuv420p": (2, 2, 8), "yuv422p": (2, 1, 8), "yuv444p": (1, 1, 8),
+    "yuv420p10le": (2, 2, 10), "yuv422p10le": (2, 1, 10), "yuv444p10le": (1, 1, 10),
+}  # fmt: skip
+# AVColorRange: 2 is JPEG ("full") range.
+_FULL_RANGE = 2
+
+
+class VideoError(ValueError):
+    """A video that cannot be read, written or processed; the message names the file."""
+
+
+class VideoTooLarge(VideoError):
+    """A video longer or larger than the caps given to :func:`upscale_video`."""
+
+
+def _av():
+    try:
+        import av
+    except ImportError as error:  # pragma: no cover - depends on the installation flavour
+        raise ImportError("video needs PyAV: pip install 'srhub[video]' (or pip install av)") from error
+    return av
+
+
+# ---------------------------------------------------------------------- what a file holds
+@dataclass(frozen=True)
+class VideoInfo:
+    """The first video stream of a file, as read from its headers (no frame decoded)."""
+
+    width: int
+    height: int
+    #: Frames per second (average), or None when the container does not say.
+    fps: float | None
+    #: Seconds, or None when unknown.
+    duration: float | None
+    #: Frame count from the header, else estimated from duration and rate (0 when unknown).
+    frames: int
+    pix_fmt: str | None
+    codec: str
+    has_audio: bool
+
+
+def _open_input(path: Path):
+    av = _av()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoError(f"{path}: the file is empty")
+    try:
+        container = av.open(str(path), "r")
+    except av.error.FFmpegError as error:
+        raise VideoError(f"{path}: not a video file, or a corrupt one ({error.strerror or error})") from error
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: holds no video stream")
+    return container
+
+
+def _info(container, path: Path) -> VideoInfo:
+    stream = container.streams.video[0]
+    context = stream.codec_context
+    if not context.width or not context.height:
+        raise VideoError(f"{path}: the video stream has no frame size (corrupt header?)")
+    rate = stream.average_rate or stream.guessed_rate
+    duration = None
+    if stream.duration is not None and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    frames = int(stream.frames or 0)
+    if not frames and duration and rate:
+        frames = int(round(duration * float(rate)))
+    return VideoInfo(
+        width=context.width, height=context.height, fps=float(rate) if rate else None, duration=duration,
+        frames=frames, pix_fmt=context.pix_fmt, codec=context.name, has_audio=bool(container.streams.audio),
+    )  # fmt: skip
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Size, rate, duration and frame count of a video file's first video stream."""
+    path = Path(path)
+    container = _open_input(path)
+    try:
+        return _info(container, path)
+    finally:
+        container.close()
+
+
+# ---------------------------------------------------------------------- planes <-> arrays
+def _plane_array(plane, dtype) -> np.ndarray:
+    """A writable numpy view of one plane (rows cut to the plane's width)."""
+    itemsize = np.dtype(dtype).itemsize
+    array = np.frombuffer(plane, dtype=dtype).reshape(plane.height, plane.line_size // itemsize)
+    return array[:, : plane.width]
+
+
+def _copy_colour(source, target) -> None:
+    for name in ("colorspace", "color_range", "color_primaries", "color_trc"):
+        setattr(target, name, getattr(source, name))
+
+
+def is_luma_model(model: nn.Module) -> bool:
+    """Whether ``model`` runs on luma alone (SRCNN, FSRCNN, ESPCN, PISR student with ``color_mode="y"``)."""
+    return getattr(model, "color_mode", None) == "y" and callable(getattr(model, "forward_luma", None))
+
+
+class _LumaNetwork(nn.Module):
+    """``model.forward_luma`` as a module of its own, for export and for eager runs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_luma(y)
+
+
+def luma_runner(model: nn.Module, *, precision: str = "auto", device=None, fast: bool = True):
+    """A callable ``(B, 1, H, W) float32 -> (B, 1, H*s, W*s) float32`` for a luma model, and a description.
+
+    On the CPU with ``fast``: the exported luma network on OpenVINO (else ONNX Runtime
+    for float32), bfloat16 when ``precision`` is "bf16", or "auto" on a CPU with native
+    bfloat16. Otherwise eager PyTorch (channels-last; bf16 autocast when asked).
+    """
+    from . import accel
+    from .inference import _prepared, resolve_device, resolve_dtype
+
+    dev = resolve_device(device, model)
+    network = _LumaNetwork(model)
+    if dev.type != "cpu":
+        net = _prepared(network, dev, resolve_dtype(precision, dev, model))
+        dtype = next(net.parameters()).dtype
+
+        def run(y: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return net(y.to(dev, dtype)).float().cpu()
+
+        return run, f"torch {dtype} on {dev}"
+    if precision == "fp16":
+        raise ValueError("fp16 is not supported on the CPU; use auto, fp32 or bf16")
+    bf16 = precision == "bf16" or (precision == "auto" and accel.cpu_has_native_bf16())
+    net = _prepared(network, dev, torch.float32)
+    threads = torch.get_num_threads()
+    if fast and accel.runtime_installed("openvino"):
+        from .export import trace_onnx
+
+        onnx_bytes = trace_onnx(net, torch.rand(1, 1, 32, 32) * 0.86 + 0.06)
+        runner = accel._OpenVINORunner(onnx_bytes, precision="bf16" if bf16 else "fp32", threads=threads)
+        return runner, f"openvino {'bf16' if bf16 else 'fp32'}, {threads} threads"
+    if fast and not bf16 and accel.runtime_installed("onnxruntime"):
+        from .export import trace_onnx
+
+        runner = accel._OnnxRuntimeRunner(trace_onnx(net, torch.rand(1, 1, 32, 32)), threads=threads)
+        return runner, f"onnxruntime fp32, {threads} threads"
+    runner = accel._TorchRunner(net, autocast_bf16=bf16)
+    return runner, f"torch {'bf16 autocast' if bf16 else 'fp32'}, {threads} threads"
+
+
+def _resize_planes(planes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of ``(B, C, h, w)`` planes (antialiased when shrinking)."""
+    if tuple(planes.shape[-2:]) == tuple(size):
+        return planes
+    shrink = size[0] < planes.shape[-2] or size[1] < planes.shape[-1]
+    return F.interpolate(planes, size=size, mode="bicubic", align_corners=False, antialias=shrink)
+
+
+class _LumaFrames:
+    """Frames in planar YUV: Y through the luma network, chroma resized; no RGB conversion."""
+
+    def __init__(self, model: nn.Module, *, fmt: str, size: tuple[int, int], precision: str, device, fast: bool):
+        self.model, self.fmt, self.size = model, fmt, size  # size: output (height, width)
+        self.sub_x, self.sub_y, bits = _PLANAR[fmt]
+        self.dtype = np.uint8 if bits == 8 else np.uint16
+        # Studio-swing levels: 8-bit Y 16..235 is the models' [16/255, 235/255]; 10-bit 64..940 is 4x that.
+        self.unit = 255.0 * 2 ** (bits - 8)
+        self.maximum = 2**bits - 1
+        self.run, self.description = luma_runner(model, precision=precision, device=device, fast=fast)
+
+    def __call__(self, frames: list) -> list:
+        av = _av()
+        height, width = self.size
+        ys, chroma = [], []
+        full = []
+        for frame in frames:
+            if frame.format.name != self.fmt:
+                frame = frame.reformat(format=self.fmt)
+            planes = [_plane_array(plane, self.dtype) for plane in frame.planes]
+            ys.append(torch.from_numpy(planes[0].astype(np.float32)))
+            chroma.append(torch.from_numpy(np.stack([planes[1], planes[2]]).astype(np.float32)))
+            full.append(frame.color_range == _FULL_RANGE)
+        y = torch.stack(ys)[:, None].div_(self.unit)
+        for i, is_full in enumerate(full):  # full range -> the studio swing the models were trained on
+            if is_full:
+                y[i].mul_(219 / 255).add_(16 / 255)
+        sr = self.run(y)
+        if tuple(sr.shape[-2:]) != (height, width):
+            sr = _resize_planes(sr, (height, width))
+        for i, is_full in enumerate(full):
+            if is_full:
+                sr[i].sub_(16 / 255).mul_(255 / 219)
+        sr_y = sr[:, 0].mul_(self.unit).round_().clamp_(0, self.maximum).numpy().astype(self.dtype)
+        size_c = (-(-height // self.sub_y), -(-width // self.sub_x))
+        sr_c = _resize_planes(torch.stack(chroma), size_c).round_().clamp_(0, self.maximum).numpy().astype(self.dtype)
+        out = []
+        for i, frame in enumerate(frames):
+            new = av.VideoFrame(width, height, self.fmt)
+            _plane_array(new.planes[0], self.dtype)[...] = sr_y[i]
+            _plane_array(new.planes[1], self.dtype)[...] = sr_c[i, 0]
+            _plane_array(new.planes[2], self.dtype)[...] = sr_c[i, 1]
+            _copy_colour(frame, new)
+            new.pts, new.time_base = frame.pts, frame.time_base
+            out.append(new)
+        return out
+
+
+class _RGBFrames:
+    """Frames converted to RGB (in their own colour matrix and range), through ``tiled_forward``, and back."""
+
+    def __init__(self, model: nn.Module, *, fmt: str, size: tuple[int, int], deep: bool, precision: str,
+                 device, fast: bool, tile: int, tile_overlap: int) -> None:  # fmt: skip
+        self.model, self.fmt, self.size = model, fmt, size
+        self.rgb, self.dtype, self.maximum = ("rgb48le", np.uint16, 65535.0) if deep else ("rgb24", np.uint8, 255.0)
+        self.options = {"tile": tile, "tile_overlap": tile_overlap, "precision": precision, "device": device,
+                        "fast": fast}  # fmt: skip
+        self.description = "srhub.inference.tiled_forward (RGB)"
+
+    def __call__(self, frames: list) -> list:
+        from .inference import tiled_forward
+
+        av = _av()
+        arrays = []
+        for frame in frames:
+            rgb = frame.reformat(format=self.rgb, src_color_range=frame.color_range or None)
+            arrays.append(rgb.to_ndarray())
+        lq = torch.from_numpy(np.stack(arrays).astype(np.float32)).permute(0, 3, 1, 2).div_(self.maximum)
+        sr = tiled_forward(self.model, lq, **self.options)
+        if tuple(sr.shape[-2:]) != self.size:
+            sr = _resize_planes(sr, self.size)
+        sr = sr.clamp_(0, 1).mul_(self.maximum).round_().permute(0, 2, 3, 1).numpy().astype(self.dtype)
+        out = []
+        for i, frame in enumerate(frames):
+            new = av.VideoFrame.from_ndarray(np.ascontiguousarray(sr[i]), format=self.rgb)
+            new = new.reformat(
+                format=self.fmt, dst_colorspace=frame.colorspace or None,
+                dst_color_range=frame.color_range or None,
+            )  # fmt: skip
+            _copy_colour(frame, new)
+            new.pts, new.time_base = frame.pts, frame.time_base
+            out.append(new)
+        return out
+
+
+# ---------------------------------------------------------------------- the pipeline
+@dataclass
+class VideoReport:
+    """What :func:`upscale_video` wrote."""
+
+    output: Path
+    frames: int
+    seconds: float
+    width: int
+    height: int
+    path: str  # which frame path ran ("luma: openvino bf16, ..." or "rgb: ...")
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+_END = ("end", None)
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put ``item`` unless ``stop`` is set first; False when stopped."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return ("stopped", None)
+
+
+def _output_format(codec: str, lossless: bool, pix_fmt: str | None, deep: bool) -> tuple[str, str]:
+    """The encoder and its pixel format."""
+    if lossless:
+        encoder = "ffv1"
+    else:
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+        encoder = CODECS[codec]
+    if encoder == "ffv1" and pix_fmt in _PLANAR:
+        return encoder, pix_fmt  # lossless keeps the chroma resolution and depth of the input
+    if encoder == "mpeg4":
+        return encoder, "yuv420p"
+    return encoder, "yuv420p10le" if deep else "yuv420p"
+
+
+def _bit_depth(pix_fmt: str | None) -> int:
+    av = _av()
+    if not pix_fmt:
+        return 8
+    try:
+        return max(component.bits for component in av.VideoFormat(pix_fmt).components)
+    except (ValueError, av.error.FFmpegError):
+        return 8
+
+
+def upscale_video(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    model: nn.Module | str | os.PathLike,
+    outscale: float | None = None,
+    codec: str = DEFAULT_CODEC,
+    crf: int = DEFAULT_CRF,
+    preset: str = DEFAULT_PRESET,
+    lossless: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+    tile: int = 512,
+    tile_overlap: int = 32,
+    precision: str = "auto",
+    device: str | torch.device | None = None,
+    fast: bool = True,
+    overwrite: bool = False,
+    max_duration: float | None = None,
+    max_pixels: int | None = None,
+    progress: bool = True,
+) -> VideoReport:
+    """Upscale every frame of ``input``'s first video stream into ``output`` (see the module docstring).
+
+    Args:
+        model: a generator module, or a pretrained name / model folder / Hub repo id.
+        outscale: final scale (default: the model's, or its released pipeline's); the
+            size is rounded to even numbers for 4:2:0 output.
+        codec: "h264" (libx264), "h265" (libx265), "ffv1" or "mpeg4".
+        crf: constant rate factor for H.264/H.265 (0-51; lower is better; 18 is near transparent).
+        preset: x264/x265 speed preset ("ultrafast" ... "veryslow").
+        lossless: write FFV1 (mathematically lossless) whatever ``codec`` says; needs .mkv, .avi or .mov.
+        batch_size: frames run through the model at once.
+        tile, tile_overlap, precision, device, fast: as in :func:`srhub.upscale` (tiles apply to RGB models).
+        overwrite: replace an existing ``output`` (else :class:`FileExistsError`).
+        max_duration: refuse videos longer than this many seconds (:class:`VideoTooLarge`).
+        max_pixels: refuse videos whose *output* frames have more pixels than this.
+        progress: show a tqdm progress bar (frames, fps, time left) on stderr.
+
+    Raises:
+        VideoError: a missing stream, a corrupt or non-video file, or a failure while decoding/encoding.
+        FileExistsError: ``output`` exists and ``overwrite`` is False.
+    """
+    from tqdm.auto import tqdm
+
+    from .inference import pipeline_outscale, resolve_model
+
+    av = _av()
+    input, output = Path(input), Path(output)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not (0 <= crf <= 63):
+        raise ValueError(f"crf must be between 0 and 51 (63 for 10-bit), got {crf}")
+    if lossless and output.suffix.lower() not in LOSSLESS_CONTAINERS:
+        raise ValueError(f"lossless FFV1 needs a {'/'.join(LOSSLESS_CONTAINERS)} output, not {output.name}")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists (use --overwrite)")
+    if output.resolve() == input.resolve():
+        raise ValueError(f"{input}: the output would replace the input")
+    if outscale is None:
+        outscale = pipeline_outscale(model)
+    model = resolve_model(model)
+    scale = float(outscale) if outscale is not None else float(model.scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"outscale must be a positive number, got {outscale!r}")
+
+    source = _open_input(input)
+    info = _info(source, input)
+    stream = source.streams.video[0]
+    encoder, out_fmt = _output_format(codec, lossless, info.pix_fmt, _bit_depth(info.pix_fmt) > 8)
+    width, height = (max(2, round(info.width * scale)), max(2, round(info.height * scale)))
+    if out_fmt.startswith(("yuv420", "yuv422")):
+        width += width % 2
+    if out_fmt.startswith("yuv420"):
+        height += height % 2
+    if max_duration is not None and info.duration is not None and info.duration > max_duration:
+        source.close()
+        raise VideoTooLarge(f"{input}: {info.duration:.1f} s is longer than the limit of {max_duration:g} s")
+    if max_pixels is not None and width * height > max_pixels:
+        source.close()
+        raise VideoTooLarge(
+            f"{input}: the output would be {width}x{height} ({width * height:,} pixels a frame), "
+            f"over the limit of {max_pixels:,}"
+        )
+    if is_luma_model(model):
+        frames_path = _LumaFrames(model, fmt=out_fmt if out_fmt in _PLANAR else "yuv420p", size=(height, width),
+                                  precision=precision, device=device, fast=fast)  # fmt: skip
+        path = f"luma: {frames_path.description}"
+    else:
+        frames_path = _RGBFrames(model, fmt=out_fmt, size=(height, width), deep=_bit_depth(out_fmt) > 8,
+                                 precision=precision, device=device, fast=fast, tile=tile,
+                                 tile_overlap=tile_overlap)  # fmt: skip
+        path = f"rgb: {frames_path.description}"
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.partial{output.suffix}")
+    stream.thread_type = "AUTO"
+    stop = threading.Event()
+    decoded: queue.Queue = queue.Queue(maxsize=2 * batch_size)
+    upscaled: queue.Queue = queue.Queue(maxsize=2)
+    errors: list[BaseException] = []
+    counted = {"frames": 0}
+    bar = tqdm(total=info.frames or None, desc=f"upscaling {input.name}", unit="frame", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+    import time
+
+    started = time.perf_counter()
+    target = None
+    try:
+        target = av.open(str(partial), "w")
+        video, copied = _add_streams(source, target, stream, _first_frame(input, stream.index), encoder, out_fmt,
+                                     width, height, crf=crf, preset=preset)  # fmt: skip
+
+        def decode() -> None:
+            try:
+                for packet in source.demux():
+                    if stop.is_set():
+                        return
+                    if packet.stream.index == stream.index:
+                        for frame in packet.decode():
+                            if not _put(decoded, ("frame", frame), stop):
+                                return
+                    elif packet.stream.index in copied and packet.dts is not None:
+                        if not _put(decoded, ("packet", packet), stop):
+                            return
+            except av.error.FFmpegError as error:
+                errors.append(VideoError(f"{input}: cannot decode the video ({error.strerror or error})"))
+            except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+                errors.append(error)
+            finally:
+                _put(decoded, _END, stop)
+
+
+        def encode() -> None:
+            try:
+                while True:
+                    kind, item = _get(upscaled, stop)
+                    if kind in ("end", "stopped"):
+                        break
+                    if kind == "packet":
+                        item.stream = copied[item.stream.index]
+                        target.mux(item)
+                        continue
+                    for frame in item:
+                        target.mux(video.encode(frame))
+                        counted["frames"] += 1
+                    bar.update(len(item))
+                if kind == "end":
+                    target.mux(video.encode(None))
+            except av.error.FFmpegError as error:
+                errors.append(VideoError(f"{output}: cannot encode the video ({error.strerror or error})"))
+            except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+                errors.append(error)
+            finally:
+                if errors:
+                    stop.set()
+
+        reader = threading.Thread(target=decode, name="srhub-video-decode", daemon=True)
+        writer = threading.Thread(target=encode, name="srhub-video-encode", daemon=True)
+        reader.start()
+        writer.start()
+        batch: list = []
+        while True:
+            kind, item = _get(decoded, stop)
+            if errors or kind == "stopped":
+                break
+            if kind == "packet":
+                _put(upscaled, (kind, item), stop)
+                continue
+            if kind == "frame":
+                if item.pts is None:
+                    raise VideoError(f"{input}: a frame without a timestamp; remux the file first")
+                batch.append(item)
+            if batch and (len(batch) == batch_size or kind == "end"):
+                if not _put(upscaled, ("frames", frames_path(batch)), stop):
+                    break
+                batch = []
+            if kind == "end":
+                _put(upscaled, _END, stop)
+                break
+        writer.join()
+        stop.set()
+        reader.join()
+        if errors:
+            raise errors[0]
+        if not counted["frames"]:
+            raise VideoError(f"{input}: no frame could be decoded")
+        target.close()
+        target = None
+        os.replace(partial, output)
+    except BaseException:
+        stop.set()
+        if target is not None:
+            try:
+                target.close()
+            except Exception:  # noqa: BLE001 - the file is deleted anyway
+                pass
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+        source.close()
+    return VideoReport(output, counted["frames"], time.perf_counter() - started, width, height, path)
+
+
+def _first_frame(path: Path, index: int):
+    """The first decoded frame of stream ``index`` (its rotation and colour tags set up the output)."""
+    av = _av()
+    container = _open_input(path)
+    try:
+        for frame in container.decode(container.streams[index]):
+            return frame
+    except av.error.FFmpegError as error:
+        raise VideoError(f"{path}: cannot decode the video ({error.strerror or error})") from error
+    finally:
+        container.close()
+    raise VideoError(f"{path}: no frame could be decoded")
+
+
+def _add_streams(source, target, video, first, encoder: str, pix_fmt: str, width: int, height: int, *,
+                 crf: int, preset: str):  # fmt: skip
+    """Output streams in the input's order: the upscaled ``video`` and copies of the rest.
+
+    Returns the output video stream and a map input index -> output stream of the copied
+    ones (audio, subtitles, data, attachments, cover art). Chapters and metadata are copied.
+    """
+    av = _av()
+    copied = {}
+    out_video = None
+    for stream in source.streams:
+        if stream.index == video.index:
+            out_video = _add_video(target, video, first, encoder, pix_fmt, width, height, crf=crf, preset=preset)
+            continue
+        if stream.type == "video" and not stream.disposition & 1024:
+            continue  # another video stream that is not cover art (attached_pic): not copied
+        try:
+            copied[stream.index] = target.add_stream_from_template(stream)
+        except (ValueError, av.error.FFmpegError) as error:  # e.g. a subtitle codec MP4 cannot hold
+            warnings.warn(f"stream {stream.index} ({stream.type}, {stream.codec_context.name if stream.codec_context else '?'}) "
+                          f"cannot be copied into {target.format.name}: {error}; it is left out", stacklevel=3)
+            continue
+        copied[stream.index].metadata.update(stream.metadata)
+        copied[stream.index].disposition = stream.disposition
+    target.metadata.update(source.metadata)
+    chapters = source.chapters()
+    if chapters:
+        target.set_chapters(chapters)
+    return out_video, copied
+
+
+def _add_video(target, source_stream, first, encoder: str, pix_fmt: str, width: int, height: int, *,
+               crf: int, preset: str):  # fmt: skip
+    """The output video stream, set up from the input stream and its first decoded frame."""
+    rate = source_stream.average_rate or source_stream.guessed_rate or Fraction(25)
+    options = {}
+    if encoder in ("libx264", "libx265"):
+        options = {"crf": str(crf), "preset": preset}
+    elif encoder == "ffv1":
+        options = {"level": "3", "g": "1"}
+    stream = target.add_stream(encoder, rate=rate, options=options)
+    stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+    stream.time_base = source_stream.time_base
+    context = stream.codec_context
+    context.time_base = source_stream.time_base
+    context.thread_type = "AUTO"
+    for name in ("color_primaries", "color_trc", "colorspace", "color_range"):
+        value = getattr(first, name)
+        if value:
+            setattr(context, name, value)
+    if source_stream.sample_aspect_ratio:
+        stream.sample_aspect_ratio = source_stream.sample_aspect_ratio
+    stream.metadata.update({k: v for k, v in source_stream.metadata.items() if k.lower() in ("language", "title", "handler_name")})
+    stream.disposition = source_stream.disposition
+    if first.rotation:
+        stream.set_display_rotation(first.rotation)
+    return stream
