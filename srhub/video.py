@@ -167,60 +167,102 @@ def is_luma_model(model: nn.Module) -> bool:
     return getattr(model, "color_mode", None) == "y" and callable(getattr(model, "forward_luma", None))
 
 
-class _LumaNetwork(nn.Module):
-    """``model.forward_luma`` as a module of its own, for export and for eager runs."""
+class LumaPlanes(nn.Module):
+    """A luma model between integer Y planes: ``(B, 1, H, W)`` uint8 (8-bit) or int16 (10-bit) levels in,
+    the same type out at ``scale`` times the size, rounded and clipped.
 
-    def __init__(self, model: nn.Module) -> None:
+    Video luma in limited ("MPEG") range already is the studio-swing Y the models were
+    trained on (8-bit 16..235 is their 16/255..235/255; 10-bit levels are 4x the 8-bit
+    ones); full ("JPEG") range is mapped to it and back. Level conversion, network and
+    rounding are one graph, so an exported copy runs end to end on integer planes.
+    """
+
+    def __init__(self, model: nn.Module, *, bits: int = 8, full_range: bool = False) -> None:
         super().__init__()
+        if bits not in (8, 10):
+            raise ValueError(f"bits must be 8 or 10, got {bits}")
         self.model = model
+        self.unit = 255.0 * 2 ** (bits - 8)
+        self.maximum = float(2**bits - 1)
+        self.dtype = torch.uint8 if bits == 8 else torch.int16
+        self.full_range = full_range
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_luma(y)
+        x = y.float() / self.unit
+        if self.full_range:
+            x = x * (219 / 255) + 16 / 255
+        sr = self.model.forward_luma(x)
+        if self.full_range:
+            sr = (sr - 16 / 255) * (255 / 219)
+        return torch.round(sr * self.unit).clamp(0, self.maximum).to(self.dtype)
 
 
-def luma_runner(model: nn.Module, *, precision: str = "auto", device=None, fast: bool = True):
-    """A callable ``(B, 1, H, W) float32 -> (B, 1, H*s, W*s) float32`` for a luma model, and a description.
+class _OpenVINOPlanes:
+    """An exported :class:`LumaPlanes` graph on OpenVINO, compiled for each batch shape it meets (few: full and last batch)."""
 
-    On the CPU with ``fast``: the exported luma network on OpenVINO (else ONNX Runtime
-    for float32), bfloat16 when ``precision`` is "bf16", or "auto" on a CPU with native
-    bfloat16. Otherwise eager PyTorch (channels-last; bf16 autocast when asked).
+    def __init__(self, onnx_bytes: bytes, *, bf16: bool, threads: int, max_shapes: int = 3) -> None:
+        import openvino as ov
+
+        self.core, self.onnx_bytes, self.max_shapes = ov.Core(), onnx_bytes, max_shapes
+        self.config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "INFERENCE_NUM_THREADS": int(threads),
+                       "PERFORMANCE_HINT": "LATENCY"}  # fmt: skip
+        self.compiled: dict[tuple, object] = {}
+
+    def __call__(self, planes: np.ndarray) -> np.ndarray:
+        shape = tuple(planes.shape)
+        if shape not in self.compiled:
+            graph = self.core.read_model(self.onnx_bytes)
+            graph.reshape({0: list(shape)})
+            if len(self.compiled) >= self.max_shapes:
+                self.compiled.pop(next(iter(self.compiled)))
+            self.compiled[shape] = self.core.compile_model(graph, "CPU", self.config).create_infer_request()
+        return np.array(self.compiled[shape].infer({0: planes})[0], copy=True)
+
+
+def luma_runner(model: nn.Module, *, precision: str = "auto", device=None, fast: bool = True, bits: int = 8,
+                full_range: bool = False):  # fmt: skip
+    """``(run, description)``: ``run`` maps integer Y planes ``(B, 1, H, W)`` to upscaled ones (see :class:`LumaPlanes`).
+
+    On the CPU with ``fast`` and OpenVINO installed, the exported graph runs there,
+    in bfloat16 when ``precision`` is "bf16", or "auto" on a CPU with native bfloat16
+    (AVX-512 BF16 / AMX); else eager PyTorch (channels-last, bf16 autocast when asked).
     """
     from . import accel
     from .inference import _prepared, resolve_device, resolve_dtype
 
     dev = resolve_device(device, model)
-    network = _LumaNetwork(model)
+    planes = LumaPlanes(model, bits=bits, full_range=full_range)
     if dev.type != "cpu":
-        net = _prepared(network, dev, resolve_dtype(precision, dev, model))
-        dtype = next(net.parameters()).dtype
+        dtype = resolve_dtype(precision, dev, model)
+        net = _prepared(planes, dev, torch.float32)
 
-        def run(y: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return net(y.to(dev, dtype)).float().cpu()
+        def run_device(y: np.ndarray) -> np.ndarray:
+            with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+                return net(torch.from_numpy(y).to(dev)).cpu().numpy()
 
-        return run, f"torch {dtype} on {dev}"
+        return run_device, f"torch {dtype} on {dev}"
     if precision == "fp16":
         raise ValueError("fp16 is not supported on the CPU; use auto, fp32 or bf16")
     bf16 = precision == "bf16" or (precision == "auto" and accel.cpu_has_native_bf16())
-    net = _prepared(network, dev, torch.float32)
+    net = _prepared(planes, dev, torch.float32)
     threads = torch.get_num_threads()
     if fast and accel.runtime_installed("openvino"):
         from .export import trace_onnx
 
-        onnx_bytes = trace_onnx(net, torch.rand(1, 1, 32, 32) * 0.86 + 0.06)
-        runner = accel._OpenVINORunner(onnx_bytes, precision="bf16" if bf16 else "fp32", threads=threads)
-        return runner, f"openvino {'bf16' if bf16 else 'fp32'}, {threads} threads"
-    if fast and not bf16 and accel.runtime_installed("onnxruntime"):
-        from .export import trace_onnx
+        example = torch.randint(64, 200, (1, 1, 32, 32)).to(planes.dtype)
+        runner = _OpenVINOPlanes(trace_onnx(net, example), bf16=bf16, threads=threads)
+        return runner, f"openvino {'bf16' if bf16 else 'fp32'} on integer Y planes, {threads} threads"
+    net = net.to(memory_format=torch.channels_last)
 
-        runner = accel._OnnxRuntimeRunner(trace_onnx(net, torch.rand(1, 1, 32, 32)), threads=threads)
-        return runner, f"onnxruntime fp32, {threads} threads"
-    runner = accel._TorchRunner(net, autocast_bf16=bf16)
-    return runner, f"torch {'bf16 autocast' if bf16 else 'fp32'}, {threads} threads"
+    def run_torch(y: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return net(torch.from_numpy(y)).numpy()
+
+    return run_torch, f"torch {'bf16 autocast' if bf16 else 'fp32'}, {threads} threads"
 
 
 def _resize_planes(planes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bicubic resize of ``(B, C, h, w)`` planes (antialiased when shrinking)."""
+    """Bicubic resize of ``(B, C, h, w)`` float planes (antialiased when shrinking)."""
     if tuple(planes.shape[-2:]) == tuple(size):
         return planes
     shrink = size[0] < planes.shape[-2] or size[1] < planes.shape[-1]
@@ -228,49 +270,37 @@ def _resize_planes(planes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class _LumaFrames:
-    """Frames in planar YUV: Y through the luma network, chroma resized; no RGB conversion."""
+    """Frames in planar YUV: the Y plane through the luma network, chroma resized by swscale; no RGB conversion.
 
-    def __init__(self, model: nn.Module, *, fmt: str, size: tuple[int, int], precision: str, device, fast: bool):
+    The output frame is the input resized with swscale's bicubic filter (which gives the
+    chroma planes) whose Y plane is then replaced by the network's.
+    """
+
+    def __init__(self, model: nn.Module, *, fmt: str, size: tuple[int, int], precision: str, device, fast: bool,
+                 full_range: bool = False):  # fmt: skip
         self.model, self.fmt, self.size = model, fmt, size  # size: output (height, width)
-        self.sub_x, self.sub_y, bits = _PLANAR[fmt]
-        self.dtype = np.uint8 if bits == 8 else np.uint16
-        # Studio-swing levels: 8-bit Y 16..235 is the models' [16/255, 235/255]; 10-bit 64..940 is 4x that.
-        self.unit = 255.0 * 2 ** (bits - 8)
+        bits = _PLANAR[fmt][2]
+        self.dtype = np.uint8 if bits == 8 else np.int16
         self.maximum = 2**bits - 1
-        self.run, self.description = luma_runner(model, precision=precision, device=device, fast=fast)
+        self.run, self.description = luma_runner(model, precision=precision, device=device, fast=fast, bits=bits,
+                                                 full_range=full_range)  # fmt: skip
 
     def __call__(self, frames: list) -> list:
-        av = _av()
         height, width = self.size
-        ys, chroma = [], []
-        full = []
-        for frame in frames:
-            if frame.format.name != self.fmt:
-                frame = frame.reformat(format=self.fmt)
-            planes = [_plane_array(plane, self.dtype) for plane in frame.planes]
-            ys.append(torch.from_numpy(planes[0].astype(np.float32)))
-            chroma.append(torch.from_numpy(np.stack([planes[1], planes[2]]).astype(np.float32)))
-            full.append(frame.color_range == _FULL_RANGE)
-        y = torch.stack(ys)[:, None].div_(self.unit)
-        for i, is_full in enumerate(full):  # full range -> the studio swing the models were trained on
-            if is_full:
-                y[i].mul_(219 / 255).add_(16 / 255)
-        sr = self.run(y)
-        if tuple(sr.shape[-2:]) != (height, width):
-            sr = _resize_planes(sr, (height, width))
-        for i, is_full in enumerate(full):
-            if is_full:
-                sr[i].sub_(16 / 255).mul_(255 / 219)
-        sr_y = sr[:, 0].mul_(self.unit).round_().clamp_(0, self.maximum).numpy().astype(self.dtype)
-        size_c = (-(-height // self.sub_y), -(-width // self.sub_x))
-        sr_c = _resize_planes(torch.stack(chroma), size_c).round_().clamp_(0, self.maximum).numpy().astype(self.dtype)
+        sources = frames
+        frames = [frame if frame.format.name == self.fmt else frame.reformat(format=self.fmt) for frame in frames]
+        ys = np.stack([_plane_array(frame.planes[0], self.dtype) for frame in frames])[:, None]
+        sr = self.run(ys)
+        if sr.shape[-2:] != (height, width):  # outscale differs from the model's scale
+            resized = _resize_planes(torch.from_numpy(sr.astype(np.float32)), (height, width))
+            sr = resized.round_().clamp_(0, self.maximum).numpy().astype(self.dtype)
         out = []
         for i, frame in enumerate(frames):
-            new = av.VideoFrame(width, height, self.fmt)
-            _plane_array(new.planes[0], self.dtype)[...] = sr_y[i]
-            _plane_array(new.planes[1], self.dtype)[...] = sr_c[i, 0]
-            _plane_array(new.planes[2], self.dtype)[...] = sr_c[i, 1]
-            _copy_colour(frame, new)
+            new = frame.reformat(width=width, height=height, format=self.fmt, interpolation="BICUBIC")
+            _plane_array(new.planes[0], self.dtype)[...] = sr[i, 0]
+            _copy_colour(sources[i], new)
+            if sources[i].format.name.startswith("yuvj"):
+                new.color_range = 1  # swscale turned the "JPEG" pixel format into limited range
             new.pts, new.time_base = frame.pts, frame.time_base
             out.append(new)
         return out
@@ -461,9 +491,11 @@ def upscale_video(
             f"{input}: the output would be {width}x{height} ({width * height:,} pixels a frame), "
             f"over the limit of {max_pixels:,}"
         )
+    first = _first_frame(input, stream.index)
     if is_luma_model(model):
+        full_range = first.color_range == _FULL_RANGE and not first.format.name.startswith("yuvj")
         frames_path = _LumaFrames(model, fmt=out_fmt if out_fmt in _PLANAR else "yuv420p", size=(height, width),
-                                  precision=precision, device=device, fast=fast)  # fmt: skip
+                                  precision=precision, device=device, fast=fast, full_range=full_range)  # fmt: skip
         path = f"luma: {frames_path.description}"
     else:
         frames_path = _RGBFrames(model, fmt=out_fmt, size=(height, width), deep=_bit_depth(out_fmt) > 8,
@@ -487,7 +519,7 @@ def upscale_video(
     target = None
     try:
         target = av.open(str(partial), "w")
-        video, copied = _add_streams(source, target, stream, _first_frame(input, stream.index), encoder, out_fmt,
+        video, copied = _add_streams(source, target, stream, first, encoder, out_fmt,
                                      width, height, crf=crf, preset=preset)  # fmt: skip
 
         def decode() -> None:

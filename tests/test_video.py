@@ -243,11 +243,17 @@ def test_luma_path_matches_float32_within_half_a_level():
     from srhub.video import luma_runner
 
     model = srhub.load("espcn-x3")
-    y = torch.from_numpy(np.stack([_pattern(i, 96, 64)[..., 1] for i in range(3)]).astype(np.float32))[:, None]
-    y = (16 + y * 219 / 255) / 255  # studio swing, as in a video's Y plane
+    planes = np.stack([_pattern(i, 96, 64)[..., 1] for i in range(3)])[:, None]
+    planes = np.round(16 + planes * 219 / 255).astype(np.uint8)  # limited range, as in a video's Y plane
     with torch.no_grad():
-        reference = model.forward_luma(y)
-    run, description = luma_runner(model, precision="auto")
-    fast = run(y)
-    assert fast.shape == reference.shape == (3, 1, 192, 288)
-    assert (fast - reference).abs().mean() * 255 < 0.5, description
+        reference = model.forward_luma(torch.from_numpy(planes).float() / 255).mul(255).round().clamp(0, 255)
+    for precision in ("auto", "fp32"):
+        run, description = luma_runner(model, precision=precision)
+        fast = run(planes)
+        assert fast.dtype == np.uint8 and fast.shape == (3, 1, 192, 288)
+        difference = np.abs(fast.astype(np.float32) - reference.numpy()).mean()
+        assert difference < (0.5 if precision == "auto" else 0.01), (description, difference)
+    # 10-bit planes are 4x the 8-bit levels and come back as 10-bit levels.
+    run10, _ = luma_runner(model, precision="fp32", bits=10)
+    deep = run10(planes.astype(np.int16) * 4)
+    assert deep.dtype == np.int16 and np.abs(deep / 4 - reference.numpy()).mean() < 0.3
