@@ -14,13 +14,16 @@ through a model and writes a new file:
   .mkv, .avi or .mov). 10-bit input gives 10-bit output (yuv420p10le).
 * **Two paths.** Luma models (SRCNN, FSRCNN, ESPCN and the PISR student, built with
   ``color_mode="y"``) see the decoded Y plane itself, which already is the
-  studio-swing luma they were trained on; the chroma planes are resized bicubically,
-  as the papers do. There is no RGB round trip. On the CPU the luma network is
-  exported once to ONNX and run by OpenVINO (fused convolutions and activations),
-  in bfloat16 where the CPU computes it natively (AVX-512 BF16 / AMX), within
-  0.5/255 mean of float32 (``benchmarks/video.py`` prints the difference). Other
-  models take frames as RGB through :func:`srhub.inference.tiled_forward`, the same
-  fast path as images.
+  studio-swing luma they were trained on; the chroma planes are resized bicubically
+  (swscale), as the papers do. There is no RGB round trip. On the CPU the luma
+  network is exported once to ONNX as one integer-plane-to-integer-plane graph
+  (level conversion, network, rounding) and run by OpenVINO, which fuses each
+  convolution with its activation; transposed convolutions (FSRCNN's) are rewritten
+  as sub-pixel convolutions first (5x faster there). ESPCN's inner convolution runs
+  in bfloat16 where the CPU computes it natively (AVX-512 BF16 / AMX), 0.03-0.05/255
+  mean from float32 (``benchmarks/video.py`` prints the difference). Other models
+  take frames as RGB through :func:`srhub.inference.tiled_forward`, the same fast
+  path as images.
 * **Overlap and memory.** A decoding thread, the model (in the calling thread) and an
   encoding thread are joined by short bounded queues, so the three stages overlap
   and at most a few batches of frames are in memory whatever the video's length.
@@ -65,6 +68,10 @@ _PLANAR = {
     "yuv420p": (2, 2, 8), "yuv422p": (2, 1, 8), "yuv444p": (1, 1, 8),
     "yuv420p10le": (2, 2, 10), "yuv422p10le": (2, 1, 10), "yuv444p10le": (1, 1, 10),
 }  # fmt: skip
+#: Luma architectures whose "auto" precision is bfloat16 on CPUs that compute it natively (measured with the
+#: shipped weights by benchmarks/video.py: ESPCN x3 2x faster, 0.03-0.05/255 from float32). FSRCNN runs
+#: slower in bfloat16 (its 12-channel layers are too thin) and drifts 0.2-0.4/255: it stays float32.
+LUMA_AUTO_BF16 = frozenset({"espcn"})
 # AVColorRange: 2 is JPEG ("full") range.
 _FULL_RANGE = 2
 
@@ -197,6 +204,81 @@ class LumaPlanes(nn.Module):
         return torch.round(sr * self.unit).clamp(0, self.maximum).to(self.dtype)
 
 
+class _BFloat16Conv(nn.Module):
+    """A convolution computed in bfloat16 between float32 activations (OpenVINO runs it natively)."""
+
+    def __init__(self, conv: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv.to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.to(torch.bfloat16)).to(x.dtype)
+
+
+class _SubPixelDeconvolution(nn.Module):
+    """A stride-s transposed convolution rewritten as a convolution on the low-resolution grid followed by a
+    pixel shuffle: the same sums (each output phase sees its own sub-kernel), but a dense convolution,
+    which CPU runtimes run far faster than a transposed one. Exact up to float rounding.
+    """
+
+    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        if deconv.groups != 1 or deconv.dilation != (1, 1) or deconv.stride[0] != deconv.stride[1]:
+            raise ValueError("only ungrouped, undilated transposed convolutions with equal strides are rewritten")
+        s = deconv.stride[0]
+        weight = deconv.weight.detach()  # (in, out, kH, kW)
+        c_in, c_out, k_h, k_w = weight.shape
+        taps, pads = [], []
+        for k, p in ((k_h, deconv.padding[0]), (k_w, deconv.padding[1])):
+            # output q*s + r takes input q + d with kernel tap k = r + p - d*s, for 0 <= k < K
+            offsets = [d for r in range(s) for d in range(-k, k + 1) if 0 <= r + p - d * s < k]
+            taps.append((min(offsets), max(offsets)))
+        (dy0, dy1), (dx0, dx1) = taps
+        kernel = torch.zeros(c_out * s * s, c_in, dy1 - dy0 + 1, dx1 - dx0 + 1, dtype=weight.dtype)
+        for ry in range(s):
+            for rx in range(s):
+                for ty, dy in enumerate(range(dy0, dy1 + 1)):
+                    ky = ry + deconv.padding[0] - dy * s
+                    if not 0 <= ky < k_h:
+                        continue
+                    for tx, dx in enumerate(range(dx0, dx1 + 1)):
+                        kx = rx + deconv.padding[1] - dx * s
+                        if 0 <= kx < k_w:
+                            kernel[ry * s + rx :: s * s, :, ty, tx] = weight[:, :, ky, kx].T
+        self.scale = s
+        self.padding = (-dx0, dx1, -dy0, dy1)  # left, right, top, bottom
+        self.conv = nn.Conv2d(c_in, c_out * s * s, kernel.shape[-2:], bias=deconv.bias is not None)
+        with torch.no_grad():
+            self.conv.weight.copy_(kernel)
+            if deconv.bias is not None:
+                self.conv.bias.copy_(deconv.bias.detach().repeat_interleave(s * s))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(F.pad(x, self.padding)), self.scale)
+
+
+def fast_luma_copy(model: nn.Module, *, bf16: bool) -> nn.Module:
+    """A copy of a luma model for CPU runtimes: transposed convolutions rewritten as sub-pixel ones and, with
+    ``bf16``, every convolution but the first and the last computed in bfloat16. Those two stay float32: the
+    first sees the image's 8-bit levels and the last writes them, and bfloat16 (8 significant bits) cannot
+    hold 8-bit levels above 0.5 exactly. Rounding either cost 0.26-0.45/255 mean on bright frames of
+    ESPCN x3, against 0.03-0.05/255 with both kept in float32.
+    """
+    import copy
+
+    model = copy.deepcopy(model).float().eval()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ConvTranspose2d) and child.stride[0] > 1:
+                setattr(parent, name, _SubPixelDeconvolution(child))
+    if bf16:
+        convolutions = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
+                        if isinstance(child, nn.Conv2d)]  # fmt: skip
+        for parent, name in convolutions[1:-1]:
+            setattr(parent, name, _BFloat16Conv(getattr(parent, name)))
+    return model
+
+
 class _OpenVINOPlanes:
     """An exported :class:`LumaPlanes` graph on OpenVINO, compiled for each batch shape it meets (few: full and last batch)."""
 
@@ -223,9 +305,10 @@ def luma_runner(model: nn.Module, *, precision: str = "auto", device=None, fast:
                 full_range: bool = False):  # fmt: skip
     """``(run, description)``: ``run`` maps integer Y planes ``(B, 1, H, W)`` to upscaled ones (see :class:`LumaPlanes`).
 
-    On the CPU with ``fast`` and OpenVINO installed, the exported graph runs there,
-    in bfloat16 when ``precision`` is "bf16", or "auto" on a CPU with native bfloat16
-    (AVX-512 BF16 / AMX); else eager PyTorch (channels-last, bf16 autocast when asked).
+    On the CPU with ``fast`` and OpenVINO installed, the exported graph of
+    :func:`fast_luma_copy` runs there, in bfloat16 when ``precision`` is "bf16", or "auto"
+    for ``LUMA_AUTO_BF16`` architectures on a CPU with native bfloat16 (AVX-512 BF16 /
+    AMX); else eager PyTorch (channels-last, bf16 autocast when asked).
     """
     from . import accel
     from .inference import _prepared, resolve_device, resolve_dtype
@@ -243,15 +326,18 @@ def luma_runner(model: nn.Module, *, precision: str = "auto", device=None, fast:
         return run_device, f"torch {dtype} on {dev}"
     if precision == "fp16":
         raise ValueError("fp16 is not supported on the CPU; use auto, fp32 or bf16")
-    bf16 = precision == "bf16" or (precision == "auto" and accel.cpu_has_native_bf16())
+    architecture = getattr(model, "architecture", None)
+    bf16 = precision == "bf16" or (precision == "auto" and architecture in LUMA_AUTO_BF16 and accel.cpu_has_native_bf16())
     net = _prepared(planes, dev, torch.float32)
     threads = torch.get_num_threads()
     if fast and accel.runtime_installed("openvino"):
         from .export import trace_onnx
 
         example = torch.randint(64, 200, (1, 1, 32, 32)).to(planes.dtype)
-        runner = _OpenVINOPlanes(trace_onnx(net, example), bf16=bf16, threads=threads)
-        return runner, f"openvino {'bf16' if bf16 else 'fp32'} on integer Y planes, {threads} threads"
+        rewritten = LumaPlanes(fast_luma_copy(model, bf16=bf16), bits=bits, full_range=full_range)
+        runner = _OpenVINOPlanes(trace_onnx(rewritten, example), bf16=False, threads=threads)
+        kind = "bf16 (first and last convolutions fp32)" if bf16 else "fp32"
+        return runner, f"openvino {kind} on integer Y planes, {threads} threads"
     net = net.to(memory_format=torch.channels_last)
 
     def run_torch(y: np.ndarray) -> np.ndarray:

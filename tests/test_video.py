@@ -257,3 +257,31 @@ def test_luma_path_matches_float32_within_half_a_level():
     run10, _ = luma_runner(model, precision="fp32", bits=10)
     deep = run10(planes.astype(np.int16) * 4)
     assert deep.dtype == np.int16 and np.abs(deep / 4 - reference.numpy()).mean() < 0.3
+
+
+@pytest.mark.parametrize("name", ["fsrcnn-x2", "fsrcnn-x3", "fsrcnn-x4", "espcn-x4"])
+def test_fast_luma_copy_is_the_same_network(name):
+    """FSRCNN's transposed convolution rewritten as a sub-pixel one gives the same output (float32)."""
+    import srhub
+    from srhub.video import _SubPixelDeconvolution, fast_luma_copy
+
+    model = srhub.load(name).eval()
+    rewritten = fast_luma_copy(model, bf16=False)
+    assert any(isinstance(m, _SubPixelDeconvolution) for m in rewritten.modules()) == name.startswith("fsrcnn")
+    y = torch.rand(2, 1, 23, 31) * 0.86 + 0.06
+    with torch.no_grad():
+        assert torch.allclose(model.forward_luma(y), rewritten.forward_luma(y), atol=1e-5)
+
+
+def test_sub_pixel_rewrite_of_other_transposed_convolutions():
+    from srhub.video import _SubPixelDeconvolution
+
+    torch.manual_seed(0)
+    for kernel, stride, padding in [(9, 2, 4), (4, 2, 1), (5, 3, 1), (3, 3, 0)]:
+        deconv = torch.nn.ConvTranspose2d(5, 2, kernel, stride=stride, padding=padding)
+        x = torch.randn(1, 5, 7, 9)
+        expected = deconv(x)
+        got = _SubPixelDeconvolution(deconv)(x)
+        # The sub-pixel form gives H*s x W*s; the transposed convolution's own size may differ by its padding.
+        h, w = min(expected.shape[2], got.shape[2]), min(expected.shape[3], got.shape[3])
+        assert torch.allclose(expected[..., :h, :w], got[..., :h, :w], atol=1e-5), (kernel, stride, padding)
