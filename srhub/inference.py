@@ -530,7 +530,7 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     for entry in map(Path, inputs):
         if entry.is_dir():
             files.extend(
-                sorted(p for p in entry.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+                sorted(p for p in entry.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in (*IMAGE_EXTENSIONS, ".gif"))
             )
         else:
             files.append(entry)  # missing files are reported per file by upscale_files
@@ -539,9 +539,11 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
 
 def output_path(source: Path, output: Path, *, suffix: str, format: str, single: bool) -> Path:
     """Where the result of ``source`` goes: ``output`` itself for one input and an image extension, else in the folder."""
-    if single and output.suffix.lower() in IMAGE_EXTENSIONS:
+    if single and output.suffix.lower() in (*IMAGE_EXTENSIONS, ".gif"):
         return output
     extension = source.suffix.lower() if format == "same" else "." + format.lower()
+    if extension == ".gif" and format == "same":
+        return output / f"{source.stem}{suffix}.gif"  # GIF is written only for (animated) GIF input
     if extension not in IMAGE_EXTENSIONS:
         extension = ".png"
     return output / f"{source.stem}{suffix}{extension}"
@@ -581,6 +583,8 @@ def upscale_files(
     """
     from tqdm.auto import tqdm
 
+    from .animation import is_animated, upscale_animation
+
     if existing not in EXISTING:
         raise ValueError(f"existing must be one of {EXISTING}, got {existing!r}")
     if format != "same" and "." + format.lower() not in IMAGE_EXTENSIONS:
@@ -607,6 +611,14 @@ def upscale_files(
                     report.skipped.append(source)
                     continue
                 raise FileExistsError(f"{target} exists (use --overwrite or --skip-existing)")
+            if is_animated(source) or source.suffix.lower() == ".gif":  # every frame, its duration, the loop count
+                upscale_animation(
+                    source, target, model=model, max_pixels=max_pixels, quality=quality, outscale=outscale,
+                    tile=tile, tile_overlap=tile_overlap, alpha=alpha, precision=precision, device=device, fast=fast,
+                )  # fmt: skip
+                produced[target.resolve()] = source
+                report.written.append(target)
+                continue
             image = read_image(source, max_pixels=max_pixels)
             result = upscale(
                 image, model=model, outscale=outscale, tile=tile, tile_overlap=tile_overlap,

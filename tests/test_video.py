@@ -285,3 +285,42 @@ def test_sub_pixel_rewrite_of_other_transposed_convolutions():
         # The sub-pixel form gives H*s x W*s; the transposed convolution's own size may differ by its padding.
         h, w = min(expected.shape[2], got.shape[2]), min(expected.shape[3], got.shape[3])
         assert torch.allclose(expected[..., :h, :w], got[..., :h, :w], atol=1e-5), (kernel, stride, padding)
+
+
+def _animated_gif(path: Path, count: int = 5) -> tuple[list[int], int]:
+    from PIL import Image
+
+    frames = [Image.fromarray(_pattern(i, 40, 32)).quantize(colors=64) for i in range(count)]
+    durations = [60, 120, 80, 200, 40][:count]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=3, disposal=2)
+    return durations, 3
+
+
+@pytest.mark.parametrize("kind", ["gif", "webp", "png"])
+def test_animations_keep_every_frame_their_durations_and_loop(tmp_path, kind):
+    from PIL import Image
+
+    source = tmp_path / "in" / "anim.gif"
+    source.parent.mkdir()
+    durations, loop = _animated_gif(source)
+    if kind != "gif":  # the same animation as animated WebP / APNG
+        with Image.open(source) as gif:
+            frames = [frame.convert("RGB") for frame in __import__("PIL.ImageSequence").ImageSequence.Iterator(gif)]
+        source = source.with_suffix(f".{kind}")
+        frames[0].save(source, save_all=True, append_images=frames[1:], duration=durations, loop=loop, lossless=True)
+    out = tmp_path / "out"
+    result = _srhub("upscale", str(source.parent), "-o", str(out), "--model", "espcn-x2", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    written = out / f"anim_x2.{kind}"
+    with Image.open(written) as pil:
+        assert pil.is_animated and pil.n_frames == len(durations)
+        assert pil.size == (80, 64) and pil.info.get("loop") == loop
+        got = []
+        for i in range(pil.n_frames):
+            pil.seek(i)
+            pil.load()
+            got.append(pil.info["duration"])
+            # each frame is its own picture upscaled, not the first frame repeated
+            reference = np.asarray(Image.fromarray(_pattern(i, 40, 32)).resize((80, 64), Image.BICUBIC), np.float32)
+            assert np.abs(np.asarray(pil.convert("RGB"), np.float32) - reference).mean() < 25
+        assert got == durations
