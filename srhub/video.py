@@ -667,6 +667,8 @@ def upscale_video(
             if kind == "frame":
                 if item.pts is None:
                     raise VideoError(f"{input}: a frame without a timestamp; remux the file first")
+                if max_duration is not None and item.time is not None and item.time > max_duration:
+                    raise VideoTooLarge(f"{input}: longer than the limit of {max_duration:g} s")
                 batch.append(item)
             if batch and (len(batch) == batch_size or kind == "end"):
                 if not _put(upscaled, ("frames", frames_path(batch)), stop):
