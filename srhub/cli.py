@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 
@@ -107,10 +108,13 @@ def _add_upscale(subparsers) -> None:
 
 
 def _run_upscale(args: argparse.Namespace) -> int:
+    from . import distributed
     from .inference import upscale_files
 
+    state = distributed.world()  # several processes under `accelerate launch`: the files are shared out
     try:
-        report = upscale_files(
+        run = upscale_files if state is None else partial(distributed.upscale_files, state=state)
+        report = run(
             args.inputs, args.output, model=args.model, outscale=args.outscale, tile=args.tile,
             tile_overlap=args.tile_overlap, alpha=args.alpha, precision=args.precision, device=args.device,
             format=args.format, suffix=args.suffix, quality=args.quality, max_pixels=args.max_pixels,
@@ -120,7 +124,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
     except (ValueError, OSError, KeyError) as error:  # bad options or a model that cannot be loaded
         print(f"srhub upscale: {error}", file=sys.stderr)
         return 2
-    print(f"{len(report.written)} written, {len(report.skipped)} skipped, {len(report.failed)} failed")
+    if state is None or state.is_main_process:
+        print(f"{len(report.written)} written, {len(report.skipped)} skipped, {len(report.failed)} failed")
     return 1 if report.failed else 0
 
 
@@ -145,10 +150,14 @@ def _add_video(subparsers) -> None:
 
 
 def _run_video(args: argparse.Namespace) -> int:
+    from . import distributed
+
+    state = distributed.world()  # several processes under `accelerate launch`: the video is cut at keyframes
     try:
         from .video import upscale_video
 
-        report = upscale_video(
+        run = upscale_video if state is None else partial(distributed.upscale_video, state=state)
+        report = run(
             args.input, args.output, model=args.model, outscale=args.outscale, codec=args.codec, crf=args.crf,
             preset=args.preset, lossless=args.lossless, batch_size=args.batch_size, tile=args.tile,
             precision=args.precision, device=args.device, fast=not args.no_fast, overwrite=args.overwrite,
@@ -160,6 +169,8 @@ def _run_video(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("srhub video: interrupted; nothing was written", file=sys.stderr)
         return 130
+    if report is None:  # a helper process; the main one reports
+        return 0
     print(
         f"{args.input} -> {report.output}: {report.frames} frames at {report.width}x{report.height}, "
         f"{report.seconds:.1f} s ({report.fps:.1f} fps; {report.path})"

@@ -514,6 +514,8 @@ def upscale_video(
     max_duration: float | None = None,
     max_pixels: int | None = None,
     progress: bool = True,
+    segment: tuple[int, int | None] | None = None,
+    on_frames=None,
 ) -> VideoReport:
     """Upscale every frame of ``input``'s first video stream into ``output`` (see the module docstring).
 
@@ -531,6 +533,12 @@ def upscale_video(
         max_duration: refuse videos longer than this many seconds (:class:`VideoTooLarge`).
         max_pixels: refuse videos whose *output* frames have more pixels than this.
         progress: show a tqdm progress bar (frames, fps, time left) on stderr.
+        segment: ``(start, end)`` timestamps in the video stream's time base (``end`` None:
+            to the end): only frames with ``start <= pts < end`` are upscaled and only the
+            video stream is written. :mod:`srhub.distributed` gives each process one
+            keyframe-aligned segment of a long video and joins them.
+        on_frames: called with the number of frames written after each batch (progress of
+            several processes summed by :mod:`srhub.distributed`).
 
     Raises:
         VideoError: a missing stream, a corrupt or non-video file, or a failure while decoding/encoding.
@@ -605,16 +613,23 @@ def upscale_video(
     target = None
     try:
         target = av.open(str(partial), "w")
-        video, copied = _add_streams(source, target, stream, first, encoder, out_fmt,
-                                     width, height, crf=crf, preset=preset)  # fmt: skip
+        video, copied = _add_streams(source, target, stream, first, encoder, out_fmt, width, height, crf=crf,
+                                     preset=preset, video_only=segment is not None)  # fmt: skip
+        start, end = segment if segment is not None else (None, None)
+        if start is not None:
+            source.seek(start, stream=stream, backward=True, any_frame=False)
 
         def decode() -> None:
             try:
-                for packet in source.demux():
+                for packet in source.demux(stream) if segment is not None else source.demux():
                     if stop.is_set():
                         return
                     if packet.stream.index == stream.index:
                         for frame in packet.decode():
+                            if start is not None and frame.pts is not None and frame.pts < start:
+                                continue
+                            if end is not None and frame.pts is not None and frame.pts >= end:
+                                return
                             if not _put(decoded, ("frame", frame), stop):
                                 return
                     elif packet.stream.index in copied and packet.dts is not None:
@@ -642,6 +657,8 @@ def upscale_video(
                         target.mux(video.encode(frame))
                         counted["frames"] += 1
                     bar.update(len(item))
+                    if on_frames is not None:
+                        on_frames(len(item))
                 if kind == "end":
                     target.mux(video.encode(None))
             except av.error.FFmpegError as error:
@@ -716,9 +733,13 @@ def _first_frame(path: Path, index: int):
     raise VideoError(f"{path}: no frame could be decoded")
 
 
-def _add_streams(source, target, video, first, encoder: str, pix_fmt: str, width: int, height: int, *,
-                 crf: int, preset: str):  # fmt: skip
+def _add_streams(source, target, video, first=None, encoder: str = "", pix_fmt: str = "", width: int = 0,
+                 height: int = 0, *, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, video_only: bool = False,
+                 video_template=None):  # fmt: skip
     """Output streams in the input's order: the upscaled ``video`` and copies of the rest.
+
+    With ``video_template`` (an already encoded stream, when segments are joined) the
+    video stream is a copy of that stream's parameters instead of a new encoder.
 
     Returns the output video stream and a map input index -> output stream of the copied
     ones (audio, subtitles, data, attachments, cover art). Chapters and metadata are copied.
@@ -727,8 +748,15 @@ def _add_streams(source, target, video, first, encoder: str, pix_fmt: str, width
     copied = {}
     out_video = None
     for stream in source.streams:
+        if stream.index == video.index and video_template is not None:
+            out_video = target.add_stream_from_template(video_template)
+            out_video.metadata.update({k: v for k, v in stream.metadata.items() if k.lower() in ("language", "title")})
+            out_video.disposition = stream.disposition
+            continue
         if stream.index == video.index:
             out_video = _add_video(target, video, first, encoder, pix_fmt, width, height, crf=crf, preset=preset)
+            continue
+        if video_only:
             continue
         if stream.type == "video" and not stream.disposition & 1024:
             continue  # another video stream that is not cover art (attached_pic): not copied
@@ -740,6 +768,8 @@ def _add_streams(source, target, video, first, encoder: str, pix_fmt: str, width
             continue
         copied[stream.index].metadata.update(stream.metadata)
         copied[stream.index].disposition = stream.disposition
+    if video_only:
+        return out_video, copied
     target.metadata.update(source.metadata)
     chapters = source.chapters()
     if chapters:

@@ -39,11 +39,15 @@ def make_clip(
     subtitle: str | None = "subrip",
     rotation: int = 90,
     chapters: bool = True,
+    gop: int | None = None,
 ) -> Path:
     """A clip with VFR timestamps, BT.709 tags, a rotation, AAC audio, a subtitle and a chapter."""
     width, height = size
     out = av.open(str(path), "w")
-    video = out.add_stream(codec, rate=25, options={"crf": "10"} if codec == "libx264" else {})
+    options = {"crf": "10"} if codec == "libx264" else {}
+    if gop:
+        options["g"] = str(gop)
+    video = out.add_stream(codec, rate=25, options=options)
     video.width, video.height, video.pix_fmt = width, height, pix_fmt
     video.time_base = video.codec_context.time_base = MS
     context = video.codec_context
