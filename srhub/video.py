@@ -61,6 +61,9 @@ DEFAULT_CODEC = "h264"
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
 DEFAULT_BATCH = 4
+#: A batch holds at most this many input pixels (at least one frame): the network's feature maps
+#: (ESPCN: 96 float32 channels a pixel) grow with it; 4 frames of 360p, 1 of 720p.
+MAX_BATCH_PIXELS = 1_000_000
 #: Containers FFV1 (``lossless=True``) can be written into.
 LOSSLESS_CONTAINERS = (".mkv", ".avi", ".mov")
 # Planar YUV formats the luma path works in, by (chroma subsampling, bit depth).
@@ -527,7 +530,7 @@ def upscale_video(
         crf: constant rate factor for H.264/H.265 (0-51; lower is better; 18 is near transparent).
         preset: x264/x265 speed preset ("ultrafast" ... "veryslow").
         lossless: write FFV1 (mathematically lossless) whatever ``codec`` says; needs .mkv, .avi or .mov.
-        batch_size: frames run through the model at once.
+        batch_size: frames run through the model at once (fewer for large frames, see ``MAX_BATCH_PIXELS``).
         tile, tile_overlap, precision, device, fast: as in :func:`srhub.upscale` (tiles apply to RGB models).
         overwrite: replace an existing ``output`` (else :class:`FileExistsError`).
         max_duration: refuse videos longer than this many seconds (:class:`VideoTooLarge`).
@@ -597,6 +600,7 @@ def upscale_video(
                                  tile_overlap=tile_overlap)  # fmt: skip
         path = f"rgb: {frames_path.description}"
 
+    batch_size = max(1, min(batch_size, MAX_BATCH_PIXELS // (info.width * info.height)))
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.partial{output.suffix}")
     stream.thread_type = "AUTO"
