@@ -218,15 +218,32 @@ def join_segments(input: Path, parts: list[Path], output: Path) -> None:
         video_out, copied = _add_streams(source, target, source.streams.video[0], video_template=pieces[0].streams.video[0])
 
         def video_packets():
+            # Matroska stores no decoding time (dts) for the first packets of a stream with B-frames
+            # (x264's first I and P frames). They get the ticks just before the first stored one, and
+            # every dts is kept above the previous segment's last (the encoder restarted at each cut).
             last = None
+
+            def settle(packet, wanted):
+                nonlocal last
+                dts = wanted if last is None else max(wanted, last + 1)
+                packet.dts = min(dts, packet.pts) if packet.pts is not None else dts
+                last = packet.dts
+                return packet, video_out
+
             for piece in pieces:
+                pending = []
                 for packet in piece.demux(piece.streams.video[0]):
-                    if packet.size == 0 or packet.dts is None:
+                    if packet.size == 0:
                         continue
-                    if last is not None and packet.dts <= last:  # the encoder restarted: keep dts increasing
-                        packet.dts = last + 1
-                    last = packet.dts
-                    yield packet, video_out
+                    if packet.dts is None and packet.pts is not None:
+                        pending.append(packet)
+                        continue
+                    for i, early in enumerate(pending):
+                        yield settle(early, packet.dts - (len(pending) - i))
+                    pending = []
+                    yield settle(packet, packet.dts)
+                for i, early in enumerate(pending):  # a segment too short to store any dts
+                    yield settle(early, min(p.pts for p in pending) - (len(pending) - i))
 
         def other_packets():
             for packet in source.demux([s for s in source.streams if s.index in copied]):
