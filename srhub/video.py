@@ -377,7 +377,10 @@ class _LumaFrames:
     def __call__(self, frames: list) -> list:
         height, width = self.size
         sources = frames
-        frames = [frame if frame.format.name == self.fmt else frame.reformat(format=self.fmt) for frame in frames]
+        # Same range in and out: swscale would otherwise squeeze "JPEG" (yuvj) levels into limited range.
+        frames = [frame if frame.format.name == self.fmt else
+                  frame.reformat(format=self.fmt, src_color_range=frame.color_range or None,
+                                 dst_color_range=frame.color_range or None) for frame in frames]  # fmt: skip
         ys = np.stack([_plane_array(frame.planes[0], self.dtype) for frame in frames])[:, None]
         sr = self.run(ys)
         if sr.shape[-2:] != (height, width):  # outscale differs from the model's scale
@@ -388,8 +391,6 @@ class _LumaFrames:
             new = frame.reformat(width=width, height=height, format=self.fmt, interpolation="BICUBIC")
             _plane_array(new.planes[0], self.dtype)[...] = sr[i, 0]
             _copy_colour(sources[i], new)
-            if sources[i].format.name.startswith("yuvj"):
-                new.color_range = 1  # swscale turned the "JPEG" pixel format into limited range
             new.pts, new.time_base = frame.pts, frame.time_base
             out.append(new)
         return out
@@ -412,7 +413,8 @@ class _RGBFrames:
         av = _av()
         arrays = []
         for frame in frames:
-            rgb = frame.reformat(format=self.rgb, src_color_range=frame.color_range or None)
+            full = frame.color_range == _FULL_RANGE or frame.format.name.startswith("yuvj")
+            rgb = frame.reformat(format=self.rgb, src_color_range=_FULL_RANGE if full else (frame.color_range or None))
             arrays.append(rgb.to_ndarray())
         lq = torch.from_numpy(np.stack(arrays).astype(np.float32)).permute(0, 3, 1, 2).div_(self.maximum)
         sr = tiled_forward(self.model, lq, **self.options)
@@ -590,7 +592,7 @@ def upscale_video(
         )
     first = _first_frame(input, stream.index)
     if is_luma_model(model):
-        full_range = first.color_range == _FULL_RANGE and not first.format.name.startswith("yuvj")
+        full_range = first.color_range == _FULL_RANGE or first.format.name.startswith("yuvj")
         frames_path = _LumaFrames(model, fmt=out_fmt if out_fmt in _PLANAR else "yuv420p", size=(height, width),
                                   precision=precision, device=device, fast=fast, full_range=full_range)  # fmt: skip
         path = f"luma: {frames_path.description}"
