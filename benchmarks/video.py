@@ -256,13 +256,13 @@ def rss_run(args: argparse.Namespace) -> None:
     if len(samples) < 10:
         sys.exit("the run was too short to sample")
     n = len(samples)
-    marks = {f"{p}%": samples[min(n - 1, n * p // 100)] for p in (10, 25, 50, 75, 100)}
+    marks = {f"{p}%": samples[min(n - 1, n * p // 100)] for p in (10, 25, 50, 75, 95)}
     print(f"{args.rss_model} on {total} frames of 1280x720 -> x{args.rss_model.rsplit('x', 1)[1]}, "
           f"{args.threads} threads; frames, fps: {frames_fps}")  # fmt: skip
     print("RSS (MiB) over the run: " + ", ".join(f"{k} ({t:.0f} s): {v:.0f}" for k, (t, v) in marks.items()))
-    after_warmup = [v for t, v in samples[n // 10 :]]
-    print(f"after the first 10%: min {min(after_warmup):.0f} MiB, max {max(after_warmup):.0f} MiB, "
-          f"growth {after_warmup[-1] - after_warmup[0]:+.0f} MiB")  # fmt: skip
+    steady = [v for t, v in samples[n // 10 : n - max(2, n // 50)]]  # past warm-up, before teardown
+    print(f"from 10% to the end of the run: min {min(steady):.0f} MiB, max {max(steady):.0f} MiB, "
+          f"growth {steady[-1] - steady[0]:+.0f} MiB")  # fmt: skip
 
 
 def main() -> None:

@@ -590,17 +590,25 @@ def upscale_video(
             f"{input}: the output would be {width}x{height} ({width * height:,} pixels a frame), "
             f"over the limit of {max_pixels:,}"
         )
-    first = _first_frame(input, stream.index)
-    if is_luma_model(model):
-        full_range = first.color_range == _FULL_RANGE or first.format.name.startswith("yuvj")
-        frames_path = _LumaFrames(model, fmt=out_fmt if out_fmt in _PLANAR else "yuv420p", size=(height, width),
-                                  precision=precision, device=device, fast=fast, full_range=full_range)  # fmt: skip
-        path = f"luma: {frames_path.description}"
-    else:
-        frames_path = _RGBFrames(model, fmt=out_fmt, size=(height, width), deep=_bit_depth(out_fmt) > 8,
-                                 precision=precision, device=device, fast=fast, tile=tile,
-                                 tile_overlap=tile_overlap)  # fmt: skip
-        path = f"rgb: {frames_path.description}"
+    try:
+        first = _first_frame(input, stream.index)
+    except BaseException:
+        source.close()
+        raise
+    try:
+        if is_luma_model(model):
+            full_range = first.color_range == _FULL_RANGE or first.format.name.startswith("yuvj")
+            frames_path = _LumaFrames(model, fmt=out_fmt if out_fmt in _PLANAR else "yuv420p", size=(height, width),
+                                      precision=precision, device=device, fast=fast, full_range=full_range)  # fmt: skip
+            path = f"luma: {frames_path.description}"
+        else:
+            frames_path = _RGBFrames(model, fmt=out_fmt, size=(height, width), deep=_bit_depth(out_fmt) > 8,
+                                     precision=precision, device=device, fast=fast, tile=tile,
+                                     tile_overlap=tile_overlap)  # fmt: skip
+            path = f"rgb: {frames_path.description}"
+    except BaseException:
+        source.close()
+        raise
 
     batch_size = max(1, min(batch_size, MAX_BATCH_PIXELS // (info.width * info.height)))
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -617,6 +625,7 @@ def upscale_video(
 
     started = time.perf_counter()
     target = None
+    threads: list[threading.Thread] = []
     try:
         target = av.open(str(partial), "w")
         video, copied = _add_streams(source, target, stream, first, encoder, out_fmt, width, height, crf=crf,
@@ -677,6 +686,7 @@ def upscale_video(
 
         reader = threading.Thread(target=decode, name="srhub-video-decode", daemon=True)
         writer = threading.Thread(target=encode, name="srhub-video-encode", daemon=True)
+        threads += [reader, writer]
         reader.start()
         writer.start()
         batch: list = []
@@ -712,6 +722,8 @@ def upscale_video(
         os.replace(partial, output)
     except BaseException:
         stop.set()
+        for thread in threads:  # they notice ``stop`` within 0.1 s; the file is closed only after them
+            thread.join()
         if target is not None:
             try:
                 target.close()
