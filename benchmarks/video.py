@@ -48,15 +48,13 @@ CASES = {
 
 
 def cpu_model() -> str:
+    """``lscpu``'s model name and family (e.g. "AMD EPYC ... (family 26)")."""
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                name = line.split(":", 1)[1].strip()
-        family = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("CPU family")]
-        return f"{name} (family {family[0]})" if family else name
-    except (OSError, UnboundLocalError):
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    except OSError:
         return "unknown CPU"
+    fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines if ":" in line}
+    return f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')})"
 
 
 # ---------------------------------------------------------------------- the test clip
