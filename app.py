@@ -92,6 +92,20 @@ def evaluate(image: str, ground_truth: str | None = None, model: str = DEFAULT_M
         return backend.evaluate_files(_path(image), _path(ground_truth), model, tile=tile)
 
 
+def upscale_video(video: str, model: str = DEFAULT_MODEL, outscale: float = 0):
+    """Super-resolve a short video (H.264 MP4 out; audio, subtitles and timing kept).
+
+    Args:
+        video: the input video file (capped in length and output frame size, see the tab).
+        model: a model name from /models.
+        outscale: final scale factor (1-8); 0 keeps the model's own scale.
+    Returns:
+        the upscaled video, details (sizes, frames, seconds, fps, device).
+    """
+    with _user_errors():
+        return backend.upscale_video_file(_path(video), model, outscale=outscale)
+
+
 def models() -> list[dict[str, Any]]:
     """Every model the app offers: name, scale, parameters, architecture, description."""
     return backend.list_models()
@@ -207,6 +221,23 @@ with gr.Blocks(
                     table = gr.Markdown()
                     eval_download = gr.File(label="Model result (PNG)")
                     metrics = gr.JSON(label="Metrics (JSON)")
+        with gr.Tab("Video"):  # the Video tab and /upscale_video, self-contained
+            with gr.Row():
+                with gr.Column():
+                    video_in = gr.Video(label="Input video", sources=["upload"], height=260)
+                    video_scale = gr.Number(value=0, minimum=0, maximum=8, label="Output scale (0 = the model's)")
+                    video_run = gr.Button("Upscale video", variant="primary", elem_id="video-button")
+                    gr.Markdown(
+                        f"Up to {backend.max_video_seconds():g} s and {backend.max_video_pixels() / 1e6:.1f} Mpx "
+                        "output frames here; `srhub video IN -o OUT --model NAME` has no limits."
+                    )
+                with gr.Column():
+                    video_out = gr.Video(label="Upscaled (H.264)", height=260)
+                    video_details = gr.JSON(label="Details")
+            video_run.click(
+                upscale_video, [video_in, model, video_scale], [video_out, video_details], api_name="upscale_video",
+                preprocess=False,
+            )  # fmt: skip
     with gr.Accordion("All models", open=False):
         catalogue = gr.JSON(label="/models")
 

@@ -1,11 +1,13 @@
-"""Inference speed: srhub's CPU paths against the ``ncnn`` package, side by side in one process.
+"""Inference speed: srhub's CPU paths against the ``ncnn`` package, each runtime alone in its own process.
 
 For each model and input size, runs the ncnn graph (CPU, fp32, no Vulkan, no fp16
-storage or arithmetic) and srhub's paths on the same input, interleaving the repeats
-(ncnn, srhub, ncnn, srhub, ...) so that load from other processes hits both alike.
-Prints the median time, output megapixels per second, the speed ratio to ncnn, and
-each output's difference from srhub's float32 PyTorch output (mean abs in 1/255
-and PSNR on [0, 1]-clamped outputs).
+storage or arithmetic) and srhub's paths on the same input, each in a fresh
+``python benchmarks/speed.py --worker ...`` process with the same thread count (two
+runtimes in one process disturb each other: PyTorch's spinning OpenMP threads slowed
+ncnn 10-50x, and even with passive waiting the shared process flattered srhub's
+ratios). Prints the CPU model, the median time, output megapixels per second, the speed
+ratio to ncnn, and each output's difference from srhub's float32 PyTorch output (mean
+abs in 1/255 and PSNR on [0, 1]-clamped outputs).
 
 Inputs are centre crops (64x64 ... 512x512) of a real photo (photos-43/0001,
 1200x900), used as the low-resolution image. Models: realesrgan-x4plus and
@@ -34,26 +36,23 @@ and prints each output's difference from float32 PyTorch, the median and the wor
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-# PyTorch's OpenMP threads spin after each op and starve ncnn's own OpenMP pool in the
-# same process (ncnn then runs 10-50x slower); passive waiting makes the comparison fair.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
+from PIL import Image
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import srhub  # noqa: E402
-from srhub import accel  # noqa: E402
+import srhub
+from srhub import accel
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("SRHUB_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -126,50 +125,87 @@ def psnr(sr: torch.Tensor, reference: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def cpu_benchmark(args: argparse.Namespace) -> None:
+def cpu_model() -> str:
+    """``lscpu``'s model name and family (e.g. "AMD EPYC ... (family 26)")."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    except OSError:
+        return "unknown CPU"
+    fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines if ":" in line}
+    return f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')})"
+
+
+def time_worker(args: argparse.Namespace) -> None:
+    """One runtime on one input, alone in this process: writes its output and prints its median time (JSON)."""
     torch.set_num_threads(args.threads)
-    print(f"CPU: {args.threads} thread(s); torch {torch.__version__}; runtimes: {', '.join(accel.installed_runtimes())}; "
+    model = load_model(args.models[0])
+    lq = photo_crop(args.sizes[0])
+    start = time.perf_counter()
+    if args.worker == "ncnn":
+        run = ncnn_runner(args.models[0], args.threads)
+    elif args.worker == "torch-fp32":
+        run = accel._TorchRunner(model, autocast_bf16=False)  # float32 PyTorch, channels_last: the reference
+    else:
+        run = path_runner(model, args.worker)[1]
+    ready = time.perf_counter() - start
+    sr = run(lq)
+    run(lq)  # second warm-up: OpenVINO compiles a shape seen twice statically
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        run(lq)
+        times.append(time.perf_counter() - start)
+    np.save(args.output, sr.float().numpy())
+    plan = accel.choose_plan(model, device="cpu", precision="auto") if args.worker == "auto" else FORCED.get(args.worker)
+    print(json.dumps({"median": statistics.median(times), "ready": ready,
+                      "plan": "-" if plan is None else f"{plan.runtime}/{plan.precision}"}))  # fmt: skip
+
+
+def _run_worker(key: str, name: str, size: int, args: argparse.Namespace, output: Path) -> dict:
+    command = [sys.executable, __file__, "--worker", key, "--models", name, "--sizes", str(size),
+               "--threads", str(args.threads), "--repeats", str(args.repeats), "--output", str(output)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {result.returncode}"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def cpu_benchmark(args: argparse.Namespace) -> None:
+    print(f"CPU: {cpu_model()}; {args.threads} thread(s) per runtime, each runtime in its own process; "
+          f"torch {torch.__version__}; runtimes: {', '.join(accel.installed_runtimes())}; "
           f"native bf16: {accel.cpu_has_native_bf16()}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     header = f"{'model':24s} {'LR':>7s} {'path':12s} {'plan':18s} {'median s':>9s} {'out MP/s':>9s} {'x ncnn':>7s} {'mean abs/255':>13s} {'PSNR dB':>8s}"
     print(header)
     summary = []
-    for name in args.models:
-        model = load_model(name)
-        ncnn = ncnn_runner(name, args.threads)
-        reference_net = accel._TorchRunner(model, autocast_bf16=False)  # float32 PyTorch, channels_last
-        runners = {}
-        for path in args.paths:
-            start = time.perf_counter()
-            runners[path] = path_runner(model, path)
-            print(f"  ({name}: {path} ready in {time.perf_counter() - start:.1f} s)", flush=True)
-        for size in args.sizes or DEFAULT_SIZES.get(name, [64, 96, 256]):
-            lq = photo_crop(size)
-            out_mp = lq.shape[-2] * lq.shape[-1] * model.scale**2 / 1e6
-            start = time.perf_counter()
-            reference = reference_net(lq)
-            eager_s = time.perf_counter() - start
-            candidates = dict(runners)
-            if ncnn is not None:
-                candidates = {"ncnn": (None, ncnn), **candidates}
-            outputs = {key: run(lq) for key, (_, run) in candidates.items()}  # warm-up, and the compared outputs
-            for _, run in candidates.values():  # second warm-up: OpenVINO compiles a shape seen twice statically
-                run(lq)
-            times = {key: [] for key in candidates}
-            for _ in range(args.repeats):
-                for key, (_, run) in candidates.items():
-                    start = time.perf_counter()
-                    run(lq)
-                    times[key].append(time.perf_counter() - start)
-            medians = {key: statistics.median(values) for key, values in times.items()}
-            rows = [("torch-fp32", None, eager_s, reference)] + [(k, candidates[k][0], medians[k], outputs[k]) for k in candidates]
-            for key, plan, seconds, sr in rows:
-                ratio = medians["ncnn"] / seconds if "ncnn" in medians else float("nan")
-                plan_text = "-" if plan is None else f"{plan.runtime}/{plan.precision}"
-                mean_abs = float((sr - reference).abs().mean()) * 255
-                print(f"{name:24s} {size:>3d}x{size:<3d} {key:12s} {plan_text:18s} {seconds:9.3f} {out_mp / seconds:9.3f} "
-                      f"{ratio:7.2f} {mean_abs:13.4f} {psnr(sr, reference):8.1f}", flush=True)  # fmt: skip
-                if key == "auto":
-                    summary.append((name, size, ratio, mean_abs, psnr(sr, reference)))
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models:
+            scale = load_model(name).scale
+            has_ncnn = name in srhub.pretrained.PRETRAINED and srhub.pretrained.PRETRAINED[name].ncnn_files is not None
+            for size in args.sizes or DEFAULT_SIZES.get(name, [64, 96, 256]):
+                out_mp = size * size * scale**2 / 1e6
+                keys = ["torch-fp32", *(["ncnn"] if has_ncnn else []), *args.paths]
+                results, outputs = {}, {}
+                for key in keys:
+                    output = Path(folder) / f"{key}.npy"
+                    results[key] = _run_worker(key, name, size, args, output)
+                    if "error" not in results[key]:
+                        outputs[key] = torch.from_numpy(np.load(output))
+                reference = outputs.get("torch-fp32")
+                for key in keys:
+                    result = results[key]
+                    if "error" in result:
+                        print(f"{name:24s} {size:>3d}x{size:<3d} {key:12s} failed: {result['error']}", flush=True)
+                        continue
+                    seconds = result["median"]
+                    ratio = results["ncnn"]["median"] / seconds if "median" in results.get("ncnn", {}) else float("nan")
+                    sr = outputs[key]
+                    mean_abs = float((sr - reference).abs().mean()) * 255 if reference is not None else float("nan")
+                    db = psnr(sr, reference) if reference is not None else float("nan")
+                    print(f"{name:24s} {size:>3d}x{size:<3d} {key:12s} {result['plan']:18s} {seconds:9.3f} {out_mp / seconds:9.3f} "
+                          f"{ratio:7.2f} {mean_abs:13.4f} {db:8.1f}", flush=True)  # fmt: skip
+                    if key == "auto":
+                        summary.append((name, size, ratio, mean_abs, db))
     if summary:
         print("\nsrhub default path (auto) vs ncnn: acceptance is >= 1.5x, <= 0.5/255 mean abs, >= 45 dB")
         for name, size, ratio, mean_abs, db in summary:
@@ -261,8 +297,12 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the GPU model")
     parser.add_argument("--cuda-graphs", action="store_true", help="replay the GPU model from a CUDA graph")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense fp16/bf16 peak, if not in the table")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one runtime in this process (see cpu_benchmark)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.gpu:
+    if args.worker:
+        time_worker(args)
+    elif args.gpu:
         gpu_benchmark(args)
     elif args.quality:
         quality_check(args)

@@ -4,6 +4,7 @@ from .hub import load
 from .inference import upscale
 from .io import read_image, write_image
 from .pretrained import list_pretrained
+from .video import upscale_video
 from .models import ARCHITECTURES, DISCRIMINATORS, MODELS, SRCNN, SRModel, WeightsError, get_model_class
 from .models import EBRN, ESPCN, FSRCNN, PISRTeacher, SRGANDiscriminator, SRResNet
 from .models import BSRN, BSRNS, RRDBNet, SRVGGNetCompact, UNetDiscriminatorSN, VGGStyleDiscriminator
@@ -43,5 +44,6 @@ __all__ = [
     "load",
     "read_image",
     "upscale",
+    "upscale_video",
     "write_image",
 ]

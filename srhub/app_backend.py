@@ -591,3 +591,81 @@ def evaluate_files(
         "device": device_label(),
     }
     return (bicubic_image, sr_image), save_png(sr_image, stem=f"{Path(str(path)).stem}_{model_name}"), metrics
+
+
+# ---------------------------------------------------------------------- video (the Video tab and /upscale_video)
+
+
+def max_video_seconds() -> float:
+    """The longest video accepted, in seconds (``SRHUB_APP_MAX_VIDEO_SECONDS``, default 10)."""
+    return float(os.environ.get("SRHUB_APP_MAX_VIDEO_SECONDS", 10))
+
+
+def max_video_pixels() -> int:
+    """The largest *output* frame accepted, in pixels (``SRHUB_APP_MAX_VIDEO_PIXELS``, default 1920 x 1080)."""
+    return int(os.environ.get("SRHUB_APP_MAX_VIDEO_PIXELS", 1920 * 1080))
+
+
+def _video_gpu_seconds(name: str, path: str, output: str, outscale: float | None) -> int:
+    return 120
+
+
+@gpu(duration=_video_gpu_seconds)
+def _run_video_model(name: str, path: str, output: str, outscale: float | None):
+    from .video import upscale_video
+
+    return upscale_video(
+        path, output, model=_models[name], outscale=outscale, device=device(), progress=False, overwrite=True,
+        max_duration=max_video_seconds(), max_pixels=max_video_pixels(),
+    )  # fmt: skip
+
+
+def upscale_video_file(
+    path: str | os.PathLike | None, model_name: str, *, outscale: float | None = None
+) -> tuple[str, dict[str, Any]]:
+    """``/upscale_video``: the upscaled video's path (H.264 MP4, audio and subtitles kept) and facts as a dict.
+
+    Videos longer than :func:`max_video_seconds` or whose output frames would exceed
+    :func:`max_video_pixels` are refused with a message saying so.
+    """
+    try:
+        from .video import VideoError, probe_video
+    except ImportError as error:  # pragma: no cover - PyAV is in the app's requirements
+        raise InputError("video needs PyAV on the server (pip install av)") from error
+    outscale, _ = _check_settings(outscale, 0)
+    get_model(model_name)  # an unknown name fails before the file is read
+    if path is None or not str(path):
+        raise InputError("no video was uploaded")
+    outscale = outscale or catalogue()[model_name].scale
+    try:
+        info = probe_video(path)
+    except (VideoError, FileNotFoundError) as error:
+        raise InputError(f"the video cannot be read: {error}") from error
+    limit, cap = max_video_seconds(), max_video_pixels()
+    if info.duration is not None and info.duration > limit:
+        raise InputError(
+            f"the video is {info.duration:.1f} s long; this demo takes up to {limit:g} s "
+            "(run `srhub video` on your own machine for longer ones)"
+        )
+    width, height = round(info.width * outscale), round(info.height * outscale)
+    if width * height > cap:
+        raise InputError(
+            f"x{outscale:g} would make {width}x{height} frames; this demo makes frames up to {cap:,} pixels "
+            f"(e.g. {int(math.sqrt(cap * 16 / 9))}x{int(math.sqrt(cap * 9 / 16))}): choose a smaller video or scale"
+        )
+    output = Path(tempfile.mkdtemp(prefix="srhub-video-")) / f"{Path(str(path)).stem}_{model_name}.mp4"
+    try:
+        report = _run_video_model(model_name, str(path), str(output), outscale)
+    except VideoError as error:  # VideoTooLarge included: a header that understated the length
+        raise InputError(str(error)) from error
+    return str(report.output), {
+        "model": model_name,
+        "outscale": outscale,
+        "input_size": [info.width, info.height],
+        "output_size": [report.width, report.height],
+        "frames": report.frames,
+        "seconds": round(report.seconds, 3),
+        "fps": round(report.fps, 2),
+        "method": report.path,  # (not "path": gradio_client would take it for a file to download)
+        "device": device_label(),
+    }

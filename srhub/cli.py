@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 
@@ -108,10 +109,13 @@ def _add_upscale(subparsers) -> None:
 
 
 def _run_upscale(args: argparse.Namespace) -> int:
+    from . import distributed
     from .inference import upscale_files
 
+    state = distributed.world()  # several processes under `accelerate launch`: the files are shared out
     try:
-        report = upscale_files(
+        run = upscale_files if state is None else partial(distributed.upscale_files, state=state)
+        report = run(
             args.inputs, args.output, model=args.model, outscale=args.outscale, tile=args.tile,
             tile_overlap=args.tile_overlap, alpha=args.alpha, precision=args.precision, device=args.device,
             format=args.format, suffix=args.suffix, quality=args.quality, max_pixels=args.max_pixels,
@@ -121,8 +125,58 @@ def _run_upscale(args: argparse.Namespace) -> int:
     except (ValueError, OSError, KeyError) as error:  # bad options or a model that cannot be loaded
         print(f"srhub upscale: {error}", file=sys.stderr)
         return 2
-    print(f"{len(report.written)} written, {len(report.skipped)} skipped, {len(report.failed)} failed")
+    if state is None or state.is_main_process:
+        print(f"{len(report.written)} written, {len(report.skipped)} skipped, {len(report.failed)} failed")
     return 1 if report.failed else 0
+
+
+def _add_video(subparsers) -> None:
+    parser = subparsers.add_parser("video", help="upscale a video file (audio, subtitles, chapters and timing kept)")
+    parser.add_argument("input", help="a video file (.mp4, .mkv, .mov, ...)")
+    parser.add_argument("-o", "--output", required=True, help="the video file to write (.mp4, .mkv, .mov)")
+    parser.add_argument("--model", required=True, help="pretrained name, model folder or Hub repo id")
+    parser.add_argument("--outscale", type=float, help="final scale factor (default: the model's scale)")
+    parser.add_argument("--codec", default="h264", choices=["h264", "h265", "ffv1", "mpeg4"], help="video codec (default h264)")
+    parser.add_argument("--crf", type=int, default=18, help="H.264/H.265 constant rate factor, lower is better (default 18)")
+    parser.add_argument("--preset", default="medium", help="x264/x265 preset, ultrafast ... veryslow (default medium)")
+    parser.add_argument("--lossless", action="store_true", help="write lossless FFV1 (needs .mkv, .avi or .mov)")
+    parser.add_argument("--batch-size", type=int, default=4, help="frames through the model at once (default 4)")
+    parser.add_argument("--tile", type=int, default=512, help="tile side for RGB models, input pixels; 0 = whole frame")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: CUDA or MPS if present)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument("--no-fast", action="store_true", help="run eager PyTorch, not the fast path")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run_video)
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from . import distributed
+
+    state = distributed.world()  # several processes under `accelerate launch`: the video is cut at keyframes
+    try:
+        from .video import upscale_video
+
+        run = upscale_video if state is None else partial(distributed.upscale_video, state=state)
+        report = run(
+            args.input, args.output, model=args.model, outscale=args.outscale, codec=args.codec, crf=args.crf,
+            preset=args.preset, lossless=args.lossless, batch_size=args.batch_size, tile=args.tile,
+            precision=args.precision, device=args.device, fast=not args.no_fast, overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    except (ValueError, OSError, KeyError, ImportError) as error:  # VideoError is a ValueError
+        print(f"srhub video: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("srhub video: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    if report is None:  # a helper process; the main one reports
+        return 0
+    print(
+        f"{args.input} -> {report.output}: {report.frames} frames at {report.width}x{report.height}, "
+        f"{report.seconds:.1f} s ({report.fps:.1f} fps; {report.path})"
+    )
+    return 0
 
 
 def _add_benchmark(subparsers) -> None:
@@ -224,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(subparsers)
     _add_push(subparsers)
     _add_upscale(subparsers)
+    _add_video(subparsers)
     _add_benchmark(subparsers)
     _add_export(subparsers)
     _add_space(subparsers)

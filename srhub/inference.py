@@ -530,7 +530,7 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     for entry in map(Path, inputs):
         if entry.is_dir():
             files.extend(
-                sorted(p for p in entry.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+                sorted(p for p in entry.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in (*IMAGE_EXTENSIONS, ".gif"))
             )
         else:
             files.append(entry)  # missing files are reported per file by upscale_files
@@ -539,9 +539,11 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
 
 def output_path(source: Path, output: Path, *, suffix: str, format: str, single: bool) -> Path:
     """Where the result of ``source`` goes: ``output`` itself for one input and an image extension, else in the folder."""
-    if single and output.suffix.lower() in IMAGE_EXTENSIONS:
+    if single and output.suffix.lower() in (*IMAGE_EXTENSIONS, ".gif"):
         return output
     extension = source.suffix.lower() if format == "same" else "." + format.lower()
+    if extension == ".gif" and format == "same":
+        return output / f"{source.stem}{suffix}.gif"  # GIF is written only for (animated) GIF input
     if extension not in IMAGE_EXTENSIONS:
         extension = ".png"
     return output / f"{source.stem}{suffix}{extension}"
@@ -565,6 +567,8 @@ def upscale_files(
     quality: int = 95,
     max_pixels: int | None = imageio.DEFAULT_MAX_PIXELS,
     progress: bool = True,
+    on_file=None,
+    single: bool | None = None,
 ) -> BatchReport:
     """Upscale image files and folders into ``output`` (a folder, or a file name for one input).
 
@@ -577,9 +581,15 @@ def upscale_files(
         existing: what to do when the output exists: "error" (report it as failed),
             "skip" or "overwrite".
         progress: show a tqdm progress bar on stderr.
+        on_file: called with 1 after each input file, whatever its outcome (for progress summed
+            over processes by :mod:`srhub.distributed`).
+        single: treat ``output`` as one file's name (default: when one file, not a folder, is given);
+            set by :mod:`srhub.distributed`, which hands each process part of the inputs.
         Other arguments as in :func:`upscale` and :func:`srhub.read_image`.
     """
     from tqdm.auto import tqdm
+
+    from .animation import is_animated, upscale_animation
 
     if existing not in EXISTING:
         raise ValueError(f"existing must be one of {EXISTING}, got {existing!r}")
@@ -592,33 +602,46 @@ def upscale_files(
         suffix = f"_x{outscale if outscale is not None else model.scale:g}"
     output = Path(output)
     files = collect_inputs(inputs)
-    single = len(files) == 1 and not Path(inputs[0]).is_dir()
+    if single is None:
+        single = len(files) == 1 and not Path(inputs[0]).is_dir()
     report = BatchReport()
     produced: dict[Path, Path] = {}
     for source in tqdm(files, desc="upscaling", unit="image", disable=not progress, file=sys.stderr):
         try:
-            target = output_path(source, output, suffix=suffix, format=format, single=single)
-            if target.resolve() == source.resolve():
-                raise ImageError(f"{source}: the output would replace the input; choose another folder or suffix")
-            if target.resolve() in produced:
-                raise ImageError(f"{source}: its output {target} was already written from {produced[target.resolve()]}")
-            if target.exists() and existing != "overwrite":
-                if existing == "skip":
-                    report.skipped.append(source)
+            try:
+                target = output_path(source, output, suffix=suffix, format=format, single=single)
+                if target.resolve() == source.resolve():
+                    raise ImageError(f"{source}: the output would replace the input; choose another folder or suffix")
+                if target.resolve() in produced:
+                    raise ImageError(f"{source}: its output {target} was already written from {produced[target.resolve()]}")
+                if target.exists() and existing != "overwrite":
+                    if existing == "skip":
+                        report.skipped.append(source)
+                        continue
+                    raise FileExistsError(f"{target} exists (use --overwrite or --skip-existing)")
+                if is_animated(source) or source.suffix.lower() == ".gif":  # every frame, its duration, the loop count
+                    upscale_animation(
+                        source, target, model=model, max_pixels=max_pixels, quality=quality, outscale=outscale,
+                        tile=tile, tile_overlap=tile_overlap, alpha=alpha, precision=precision, device=device, fast=fast,
+                    )  # fmt: skip
+                    produced[target.resolve()] = source
+                    report.written.append(target)
                     continue
-                raise FileExistsError(f"{target} exists (use --overwrite or --skip-existing)")
-            image = read_image(source, max_pixels=max_pixels)
-            result = upscale(
-                image, model=model, outscale=outscale, tile=tile, tile_overlap=tile_overlap,
-                alpha=alpha, precision=precision, device=device, fast=fast,
-            )
-            write_image(result, target, quality=quality)
-            produced[target.resolve()] = source
-            report.written.append(target)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as error:  # noqa: BLE001 - one bad file must not stop the batch
-            message = str(error) if isinstance(error, ImageError) else f"{source}: {type(error).__name__}: {error}"
-            report.failed.append((source, message))
-            tqdm.write(f"failed: {message}", file=sys.stderr)
+                image = read_image(source, max_pixels=max_pixels)
+                result = upscale(
+                    image, model=model, outscale=outscale, tile=tile, tile_overlap=tile_overlap,
+                    alpha=alpha, precision=precision, device=device, fast=fast,
+                )
+                write_image(result, target, quality=quality)
+                produced[target.resolve()] = source
+                report.written.append(target)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as error:  # noqa: BLE001 - one bad file must not stop the batch
+                message = str(error) if isinstance(error, ImageError) else f"{source}: {type(error).__name__}: {error}"
+                report.failed.append((source, message))
+                tqdm.write(f"failed: {message}", file=sys.stderr)
+        finally:
+            if on_file is not None:
+                on_file(1)
     return report

@@ -346,3 +346,45 @@ def test_client_gets_clear_errors(client):
         client.predict(handle_file(str(EXAMPLE)), outscale="abc", api_name="/upscale")
     with pytest.raises(AppError, match="tile size must be a number"):
         client.predict(handle_file(str(EXAMPLE)), tile="big", api_name="/upscale")
+
+
+# ---------------------------------------------------------------------- video
+
+
+def _clip(path: Path, seconds: float = 0.4, size: tuple[int, int] = (48, 32)) -> Path:
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        for i in range(int(seconds * 10)):
+            rgb = np.full((size[1], size[0], 3), 40 * i % 255, np.uint8)
+            rgb[::4] = 200
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_client_upscale_video_and_its_caps(client, tmp_path, monkeypatch):
+    av = pytest.importorskip("av")
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    clip = _clip(tmp_path / "clip.mp4")
+    video, info = client.predict(handle_file(str(clip)), model=FSRCNN, api_name="/upscale_video")
+    path = video["video"] if isinstance(video, dict) else video
+    with av.open(path) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == info["frames"] == 4 and (frames[0].width, frames[0].height) == (144, 96)
+    assert info["method"].startswith("luma")
+
+    monkeypatch.setenv("SRHUB_APP_MAX_VIDEO_SECONDS", "0.2")  # read per request by the server in this process
+    with pytest.raises(AppError, match="up to 0.2 s"):
+        client.predict(handle_file(str(clip)), model=FSRCNN, api_name="/upscale_video")
+    monkeypatch.setenv("SRHUB_APP_MAX_VIDEO_SECONDS", "10")
+    monkeypatch.setenv("SRHUB_APP_MAX_VIDEO_PIXELS", str(96 * 64 - 1))
+    with pytest.raises(AppError, match="96x64 frames; this demo makes frames up to 6,143 pixels"):
+        client.predict(handle_file(str(clip)), model=NEAREST, api_name="/upscale_video")
+    with pytest.raises(AppError, match="cannot be read"):
+        client.predict(handle_file(str(ROOT / "pyproject.toml")), api_name="/upscale_video")

@@ -79,6 +79,13 @@ class SRCNN(SRModel, tags=["srcnn"]):
         x = F.relu(self.mapping(x))
         return self.reconstruct(x)
 
+    def forward_luma(self, y: torch.Tensor) -> torch.Tensor:
+        """The paper's network on a luma plane alone: ``(B, 1, H, W)`` studio-swing Y in [16/255, 235/255]
+        -> ``(B, 1, H*s, W*s)``. Used by video, whose frames already hold Y (no RGB round trip)."""
+        if self.color_mode != "y":
+            raise ValueError("forward_luma needs a model built with color_mode='y'")
+        return self._body(y)
+
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         if self.color_mode == "y":
             return upscale_luma(self._body, lq, self.scale)
