@@ -1,26 +1,6 @@
-"""Conversion of foreign weight formats into srhub model folders.
+"""ncnn ``.param`` + ``.bin`` files: parsing, mapping onto srhub architectures, and running ncnn itself.
 
-Everything srhub knows about other projects' files lives here, so model files
-stay free of format quirks. Two importers:
-
-* **ncnn** (``.param`` + ``.bin``), the format of Real-ESRGAN's released
-  portable models. :func:`read_ncnn_param` parses the graph,
-  :func:`read_ncnn_weights` reads each layer's weights from the ``.bin`` in
-  layer order, and :func:`convert_ncnn` walks the weighted layers against the
-  target model's parameters (in registration order, which for RRDBNet and
-  SRVGGNetCompact is also execution order), checking layer type, shape, fused
-  activation and the surrounding graph. The first layer that does not fit is
-  named in a :class:`ConversionError`.
-* **original PyTorch checkpoints** (``.pth``): :func:`convert_pth` reads them
-  with ``torch.load(weights_only=True)`` only, unwraps BasicSR's
-  ``params_ema`` / ``params``, renames old-style ESRGAN keys and infers the
-  architecture and its configuration from key names and shapes.
-
-:func:`write_model_folder` writes the result atomically (a temporary folder
-next to the target, renamed at the end), so a failed conversion leaves nothing
-behind. :func:`push_folder` publishes a converted folder to the Hugging Face Hub.
-
-The ncnn formats, as ncnn defines them:
+The formats, as ncnn defines them:
 
 ``.param``: a line with the magic number 7767517, a line ``layer_count blob_count``,
 then one line per layer: ``type name n_in n_out in_blobs... out_blobs... k=v ...``.
@@ -37,15 +17,9 @@ Split, Concat, Eltwise, BinaryOp, Interp and PixelShuffle store nothing.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import pickle
 import re
-import shutil
-import tempfile
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .common import ConversionError, ConvertedModel, load_strict, skeleton_model, with_weights
 
 NCNN_MAGIC = 7767517
 NCNN_FP32_TAG = 0x00000000
@@ -73,10 +49,6 @@ _WEIGHTLESS_LAYERS = {
     "ReLU", "Sigmoid", "TanH", "Clip", "Noop",
 }  # fmt: skip
 _WEIGHTED_LAYERS = {"Convolution", "Deconvolution", "PReLU"}
-
-
-class ConversionError(ValueError):
-    """A foreign file that cannot be converted: unreadable, truncated, or not the target architecture."""
 
 
 # ======================================================================================
@@ -294,22 +266,6 @@ def read_ncnn_weights(graph: NcnnGraph, bin_path: str | os.PathLike) -> list[Ncn
 # ======================================================================================
 # ncnn: graph -> srhub architecture
 # ======================================================================================
-
-
-@dataclass
-class ConvertedModel:
-    """A model with converted weights and what is known about where they came from."""
-
-    model: nn.Module
-    architecture: str
-    config: dict[str, Any]
-    source: str
-    storage: str = "fp32"
-    #: Some released graphs end with a bicubic resize of the x``scale`` output
-    #: (Real-ESRGAN's ncnn animevideov3 "x2"/"x3" are the x4 network followed by a x0.5 / x0.75
-    #: resize). The folder holds the network; ``outscale`` is the factor of the whole graph.
-    outscale: int | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def infer_ncnn_architecture(graph: NcnnGraph) -> str:
@@ -540,7 +496,7 @@ def convert_ncnn(
     a graph that does not fit it raises :class:`ConversionError` naming the first
     mismatching layer.
     """
-    from .models import get_model_class
+    from ..models import get_model_class
 
     param_path = Path(param_path)
     bin_path = Path(bin_path) if bin_path is not None else param_path.with_suffix(".bin")
@@ -563,7 +519,7 @@ def convert_ncnn(
         _check_rrdbnet_graph(graph)
     else:
         outscale = _check_srvgg_graph(graph, config["scale"])
-    model = _with_weights(cls, config, state, source=str(param_path))
+    model = with_weights(cls, config, state, source=str(param_path))
     storages = sorted({w.storage for w in weights if w.storage != "raw"})
     notes = []
     if outscale is not None:
@@ -581,31 +537,6 @@ def convert_ncnn(
         outscale=outscale,
         notes=notes,
     )
-
-
-def skeleton_model(cls, config: dict[str, Any]) -> nn.Module:
-    """``cls(**config)`` on the meta device: shapes only, no memory."""
-    with torch.device("meta"):
-        return cls(**config)
-
-
-def _with_weights(cls, config: dict, state: dict[str, torch.Tensor], *, source: str) -> nn.Module:
-    """The model with ``state`` loaded strictly, built without a wasted random initialisation."""
-    from .models.base import build_empty
-
-    model = build_empty(cls, config)
-    _load_strict(model, {k: v.contiguous() for k, v in state.items()}, source=source)
-    return model
-
-
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    from .models.base import WeightsError, check_state_dict
-
-    try:
-        check_state_dict(model, state, source=source)
-    except WeightsError as error:
-        raise ConversionError(str(error)) from error
-    model.load_state_dict(state, strict=True, assign=any(p.is_meta for p in model.parameters()))
 
 
 def ncnn_bicubic_resize(sr: torch.Tensor, *, scale: int, outscale: int) -> torch.Tensor:
@@ -689,295 +620,3 @@ def parity_pattern(size: int = 32) -> torch.Tensor:
     green = (x + y) / 2
     blue = ((x > 0.5) ^ (y > 0.3)).float() * 0.8 + 0.1
     return torch.stack([red, green, blue]).unsqueeze(0).clamp(0, 1)
-
-
-# ======================================================================================
-# Original PyTorch checkpoints (.pth)
-# ======================================================================================
-
-# Old-style ESRGAN (xinntao/ESRGAN RRDBNet_arch) names -> BasicSR names.
-_OLD_ESRGAN_RENAMES = [
-    (r"^RRDB_trunk\.(\d+)\.RDB([123])\.", r"body.\1.rdb\2."),
-    (r"^trunk_conv\.", "conv_body."),
-    (r"^upconv1\.", "conv_up1."),
-    (r"^upconv2\.", "conv_up2."),
-    (r"^HRconv\.", "conv_hr."),
-]
-
-
-def _load_checkpoint(path: Path) -> Any:
-    if not path.is_file():
-        raise ConversionError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConversionError(
-            f"{path} holds pickled objects other than tensors and plain containers; srhub loads checkpoints "
-            f"with torch.load(weights_only=True) only and refuses it ({first})"
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, TypeError) as error:
-        raise ConversionError(f"{path} is not a readable PyTorch checkpoint: {error}") from error
-
-
-def _unwrap_state_dict(checkpoint: Any, source: str) -> tuple[dict[str, torch.Tensor], str]:
-    """Pick the state dict out of a checkpoint: ``params_ema`` over ``params`` (BasicSR), else the dict itself."""
-    if not isinstance(checkpoint, dict):
-        raise ConversionError(f"{source} holds a {type(checkpoint).__name__}, not a state dict")
-    layout = "plain state dict"
-    for key in ("params_ema", "params"):
-        if key in checkpoint:
-            checkpoint, layout = checkpoint[key], f"BasicSR wrapper, '{key}'"
-            break
-    if not isinstance(checkpoint, dict) or not checkpoint:
-        raise ConversionError(f"{source}: the state dict ({layout}) is empty or not a dict")
-    bad = [key for key, value in checkpoint.items() if not isinstance(value, torch.Tensor)]
-    if bad:
-        raise ConversionError(f"{source}: entries {bad[:4]} are not tensors; not a state dict ({layout})")
-    return dict(checkpoint), layout
-
-
-def _rename_old_esrgan(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
-    if not any(key.startswith("RRDB_trunk.") for key in state):
-        return state, False
-    renamed = {}
-    for key, value in state.items():
-        new = key
-        for pattern, replacement in _OLD_ESRGAN_RENAMES:
-            new = re.sub(pattern, replacement, new)
-        renamed[new] = value
-    return renamed, True
-
-
-def _infer_pth_config(state: dict[str, torch.Tensor], source: str) -> tuple[str, dict[str, Any]]:
-    """Architecture and configuration from key names and shapes."""
-    if "conv_first.weight" in state and any(re.match(r"body\.\d+\.rdb1\.conv1\.weight$", k) for k in state):
-        blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.rdb1\.conv1\.weight$", k))}
-        first = state["conv_first.weight"]
-        unshuffle = {3: 4, 12: 2, 48: 1}  # Real-ESRGAN feeds x2 / x1 models pixel-unshuffled input
-        if first.shape[1] not in unshuffle:
-            raise ConversionError(
-                f"{source}: conv_first takes {first.shape[1]} channels; srhub's RRDBNet takes 3 (x4), "
-                "12 (x2, pixel-unshuffled) or 48 (x1)"
-            )
-        if "conv_last.weight" not in state:
-            raise ConversionError(f"{source}: RRDBNet checkpoint without conv_last.weight")
-        return "rrdbnet", {
-            "scale": unshuffle[first.shape[1]],
-            "in_channels": 3,
-            "out_channels": state["conv_last.weight"].shape[0],
-            "num_features": first.shape[0],
-            "num_blocks": len(blocks),
-            "growth_channels": state["body.0.rdb1.conv1.weight"].shape[0],
-        }
-    body = {int(m.group(1)): v for k, v in state.items() if (m := re.match(r"body\.(\d+)\.weight$", k))}
-    if body and all(not k.startswith(("conv_first", "conv_body")) for k in state):
-        convs = [i for i in sorted(body) if body[i].dim() == 4]
-        acts = [i for i in sorted(body) if body[i].dim() == 1]
-        if len(convs) < 2:
-            raise ConversionError(f"{source}: too few convolutions for SRVGGNetCompact")
-        if len(acts) != len(convs) - 1:
-            raise ConversionError(
-                f"{source}: SRVGGNetCompact checkpoint without one PReLU per hidden conv; srhub can infer only "
-                "activation='prelu' from weights"
-            )
-        first, last = body[convs[0]], body[convs[-1]]
-        in_channels = first.shape[1]
-        scale = math.isqrt(last.shape[0] // in_channels)
-        if scale * scale * in_channels != last.shape[0]:
-            raise ConversionError(f"{source}: the last conv's {last.shape[0]} outputs are not in_channels * scale^2")
-        return "srvggnet-compact", {
-            "scale": scale,
-            "in_channels": in_channels,
-            "out_channels": in_channels,
-            "num_features": first.shape[0],
-            "num_convs": len(convs) - 2,
-            "activation": "prelu",
-        }
-    sample = ", ".join(sorted(state)[:6])
-    raise ConversionError(
-        f"{source}: the keys ({sample}, ...) match no architecture srhub converts (RRDBNet in BasicSR or old "
-        "ESRGAN naming, SRVGGNetCompact)"
-    )
-
-
-def convert_pth(path: str | os.PathLike) -> ConvertedModel:
-    """Convert an original PyTorch checkpoint (Real-ESRGAN, ESRGAN, BasicSR) into an srhub model.
-
-    Loads with ``torch.load(weights_only=True)`` only: a file with arbitrary pickled
-    objects raises :class:`ConversionError` without running them.
-    """
-    from .models import get_model_class
-
-    path = Path(path)
-    state, layout = _unwrap_state_dict(_load_checkpoint(path), str(path))
-    state, renamed = _rename_old_esrgan(state)
-    if renamed:
-        layout += ", old-style ESRGAN key names"
-    architecture, config = _infer_pth_config(state, str(path))
-    model = get_model_class(architecture)(**config)
-    _load_strict(model, {k: v.float() for k, v in state.items()}, source=str(path))
-    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
-    return ConvertedModel(
-        model=model.eval(),
-        architecture=architecture,
-        config={**config, "architecture": architecture},
-        source=f"PyTorch checkpoint {path.name} ({layout})",
-        storage="+".join(dtypes),
-    )
-
-
-def convert_file(path: str | os.PathLike) -> ConvertedModel:
-    """Convert a ``.param`` (with its ``.bin`` next to it) or a ``.pth``/``.pt`` checkpoint."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".param":
-        return convert_ncnn(path)
-    if suffix in {".pth", ".pt", ".ckpt"}:
-        return convert_pth(path)
-    raise ConversionError(f"{path}: srhub converts ncnn .param (+ .bin) files and PyTorch .pth checkpoints")
-
-
-# ======================================================================================
-# Writing and publishing folders
-# ======================================================================================
-
-
-def write_model_folder(
-    converted: ConvertedModel,
-    folder: str | os.PathLike,
-    *,
-    card: dict[str, Any] | None = None,
-    license: str | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``folder`` atomically.
-
-    Everything is written into a temporary folder next to ``folder`` and renamed at
-    the end; on any failure nothing is left behind. ``card`` fills the model card
-    (see ``SRModel.save_pretrained``); ``license`` overrides the card's license
-    (converted weights keep their original license).
-    """
-    from huggingface_hub import ModelCard
-
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise FileExistsError(f"{folder} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    card = dict(card or {})
-    card.setdefault("model_name", folder.name)
-    card.setdefault("weights_source", converted.source)
-    if converted.notes:
-        card["summary"] = " ".join(
-            [card.get("summary") or (type(converted.model).__doc__ or "").strip().split("\n\n")[0], *converted.notes]
-        )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
-        converted.model.save_pretrained(tmp, model_card_kwargs=card)
-        if license:
-            readme = tmp / "README.md"
-            model_card = ModelCard.load(readme)
-            model_card.data.license = license
-            model_card.save(readme)
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in [tmp, *tmp.iterdir()]:  # mkdtemp and safetensors create private files; use the umask
-            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-        if overwrite and folder.exists():
-            old = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.old"
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            try:
-                tmp.rename(folder)  # fails if another process created the folder meanwhile
-            except OSError as error:
-                raise FileExistsError(f"{folder} appeared while converting: {error}") from error
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
-
-
-def convert_to_folder(
-    path: str | os.PathLike,
-    folder: str | os.PathLike,
-    *,
-    name: str | None = None,
-    license: str | None = None,
-    overwrite: bool = False,
-    verify: bool = True,
-) -> tuple[Path, ConvertedModel, tuple[float, float] | None]:
-    """Convert a ``.param`` (+ ``.bin``) or ``.pth`` file into a Hub-ready folder (what ``srhub convert`` does).
-
-    For ncnn input with ``verify`` and the ``ncnn`` package installed, srhub's output
-    is compared with ncnn's on a 32x32 test pattern and the figures go into the card.
-    Returns the folder, the converted model and the parity figures (or None).
-    """
-    from . import __version__
-
-    path = Path(path)
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise FileExistsError(f"{folder} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    converted = convert_file(path)
-    parity = None
-    if verify and path.suffix.lower() == ".param":
-        try:
-            parity = ncnn_parity(converted, path, path.with_suffix(".bin"), parity_pattern(32), threads=1)
-        except ImportError:
-            parity = None
-    training = "Not retrained by srhub: the weights are the original authors'."
-    if parity is not None:
-        training += (
-            f" Conversion check: on a 32x32 test pattern srhub's CPU output differs from the ncnn package's "
-            f"(fp32, CPU) by at most {parity[0]:.4f}/255 (mean {parity[1]:.5f}/255)."
-        )
-    license_note = f"license {license}" if license else "license not recorded here: check the original release"
-    card = {
-        "model_name": name or folder.name,
-        "weights_source": f"{converted.source} ({converted.storage} storage), converted to float32 safetensors by "
-        f"`srhub convert` (srhub {__version__}); {license_note}.",
-        "training": training,
-    }
-    write_model_folder(converted, folder, card=card, license=license or "other", overwrite=overwrite)
-    return folder, converted, parity
-
-
-def check_model_folder(folder: str | os.PathLike) -> dict[str, Any]:
-    """Raise unless ``folder`` is a complete srhub model folder; return its config."""
-    from .models.base import CONFIG_NAME, WEIGHTS_NAME
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
-    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME, "README.md") if not (folder / name).is_file()]
-    if missing:
-        raise ValueError(f"{folder} is not a complete srhub model folder: missing {', '.join(missing)}")
-    try:
-        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read {folder / CONFIG_NAME}: {error}") from error
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise ValueError(f"{folder / CONFIG_NAME} names no architecture; not written by srhub")
-    return config
-
-
-def push_folder(
-    folder: str | os.PathLike, repo_id: str, *, private: bool = False, token: str | None = None, api: Any = None
-) -> str:
-    """Upload a converted model folder (config, weights, card) to the Hub repo ``repo_id``; return its URL."""
-    from huggingface_hub import HfApi
-
-    check_model_folder(folder)
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id):
-        raise ValueError(f"{repo_id!r} is not a Hub repo id of the form 'owner/name'")
-    api = api if api is not None else HfApi(token=token)
-    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        repo_type="model",
-        commit_message=f"Upload {Path(folder).name} converted by srhub",
-        allow_patterns=["config.json", "model.safetensors", "README.md"],
-    )
-    return f"https://huggingface.co/{repo_id}"
