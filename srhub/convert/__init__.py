@@ -41,6 +41,8 @@ from .ncnn import (
     ncnn_io_names,
     ncnn_net,
     ncnn_parity,
+    ncnn_tool_net,
+    NCNN_TOOL_PADDING,
     parity_pattern,
     read_ncnn_param,
     read_ncnn_weights,
@@ -53,6 +55,6 @@ __all__ = [
     "ConversionError", "ConvertedModel", "NcnnGraph", "NcnnLayer", "NcnnWeights",
     "check_model_folder", "convert_file", "convert_ncnn", "convert_pth", "convert_to_folder",
     "infer_ncnn_architecture", "load_strict", "ncnn_bicubic_resize", "ncnn_io_names", "ncnn_net",
-    "ncnn_parity", "parity_pattern", "push_folder", "read_ncnn_param", "read_ncnn_weights", "run_ncnn",
+    "ncnn_parity", "ncnn_tool_net", "NCNN_TOOL_PADDING", "parity_pattern", "push_folder", "read_ncnn_param", "read_ncnn_weights", "run_ncnn",
     "skeleton_model", "with_weights", "write_model_folder",
 ]  # fmt: skip

@@ -46,9 +46,9 @@ _ACTIVATION_NAMES = {0: "none", 1: "relu", 2: "leakyrelu", 3: "clip", 4: "sigmoi
 # Layer types whose weights this reader understands, and those that store none.
 _WEIGHTLESS_LAYERS = {
     "Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle",
-    "ReLU", "Sigmoid", "TanH", "Clip", "Noop",
+    "ReLU", "Sigmoid", "TanH", "Clip", "Noop", "Pooling", "Crop",
 }  # fmt: skip
-_WEIGHTED_LAYERS = {"Convolution", "Deconvolution", "PReLU"}
+_WEIGHTED_LAYERS = {"Convolution", "Deconvolution", "PReLU", "InnerProduct"}
 
 
 # ======================================================================================
@@ -236,6 +236,8 @@ def read_ncnn_weights(graph: NcnnGraph, bin_path: str | os.PathLike) -> list[Ncn
     for layer in graph.layers:
         if layer.type in _WEIGHTLESS_LAYERS:
             continue
+        if layer.type == "Scale" and layer.get(0) == -233:  # scales by its second input: no weights
+            continue
         if layer.type not in _WEIGHTED_LAYERS:
             raise ConversionError(
                 f"{graph.path}: {layer.describe()} is a layer type srhub cannot read weights for; "
@@ -244,6 +246,15 @@ def read_ncnn_weights(graph: NcnnGraph, bin_path: str | os.PathLike) -> list[Ncn
         if layer.type == "PReLU":
             count = layer.get(0, 0)
             result.append(NcnnWeights(layer, {"slope": reader.raw_fp32(count, layer, "slopes")}, "raw"))
+            continue
+        if layer.type == "InnerProduct":  # 0=num_output 1=bias_term 2=weight_data_size 8=int8 9=activation
+            if layer.get(8, 0):
+                raise ConversionError(f"{graph.path}: {layer.describe()} is int8-quantised; not supported")
+            weight, storage = reader.tagged(layer.get(2, 0), layer, "weight")
+            arrays = {"weight": weight}
+            if layer.get(1, 0):
+                arrays["bias"] = reader.raw_fp32(layer.get(0, 0), layer, "bias")
+            result.append(NcnnWeights(layer, arrays, storage))
             continue
         geometry = _conv_geometry(layer)
         if layer.get(_CONV_INT8_SCALE, 0) or layer.get(_CONV_DYNAMIC_WEIGHT, 0):
@@ -274,10 +285,16 @@ def infer_ncnn_architecture(graph: NcnnGraph) -> str:
         return "srvggnet-compact"
     if graph.count("Concat") and graph.count("Eltwise"):
         return "rrdbnet"
+    if graph.count("InnerProduct") and graph.count("Crop"):  # cascaded U-Nets with squeeze-excitation
+        return "waifu2x-cunet" if graph.count("Scale") else "realcugan"  # waifu2x's Caffe export gates by Scale
+    weighted = [layer.type for layer in graph.layers if layer.type in _WEIGHTED_LAYERS]
+    if weighted == ["Convolution"] * 6 + ["Deconvolution"]:
+        return "waifu2x-upconv7"
     kinds = sorted({layer.type for layer in graph.layers})
     raise ConversionError(
         f"{graph.path}: cannot tell which architecture this graph is (layer types: {', '.join(kinds)}); "
-        "srhub converts RRDBNet (Real-ESRGAN x4plus) and SRVGGNetCompact (animevideov3) graphs"
+        "srhub converts RRDBNet (Real-ESRGAN x4plus, RealSR), SRVGGNetCompact (animevideov3), Real-CUGAN and "
+        "waifu2x (upconv_7, cunet) graphs"
     )
 
 
@@ -320,6 +337,8 @@ def _ncnn_config(graph: NcnnGraph, architecture: str) -> dict[str, Any]:
             "num_convs": max(1, len(convs) - 2),
             "activation": "prelu",
         }
+    if architecture in _UNET_ARCHITECTURES:
+        return _unet_config(graph, architecture, in_channels)
     raise ConversionError(f"srhub has no ncnn importer for architecture {architecture!r}")
 
 
@@ -328,7 +347,7 @@ def _parameter_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     found = []
     for name, module in model.named_modules():
         if any(True for _ in module.parameters(recurse=False)):
-            if not isinstance(module, (nn.Conv2d, nn.PReLU)):
+            if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.PReLU)):
                 raise ConversionError(f"{type(model).__name__}.{name} is a {type(module).__name__}; no ncnn mapping")
             found.append((name, module))
     return found
@@ -470,6 +489,122 @@ def _check_srvgg_graph(graph: NcnnGraph, scale: int) -> int | None:
     return outscale
 
 
+
+# --------------------------------------------------------------------------------------
+# Real-CUGAN and waifu2x: unpadded U-Nets and upconv_7
+# --------------------------------------------------------------------------------------
+
+_UNET_ARCHITECTURES = ("realcugan", "waifu2x-cunet", "waifu2x-upconv7")
+_NCNN_ACTIVATIONS = {0: "none", 1: "relu", 2: "leakyrelu", 4: "sigmoid"}
+
+
+def _unet_config(graph: NcnnGraph, architecture: str, in_channels: int) -> dict[str, Any]:
+    """Scale of a Real-CUGAN / waifu2x graph, read off its upscaling layers."""
+    if architecture == "waifu2x-upconv7":
+        return {"scale": 2, "in_channels": in_channels}
+    # UNet1 ends in the first layer back to the image's channels (or to 64 before Real-CUGAN x4's pixel shuffle)
+    if graph.count("PixelShuffle"):
+        scale = 4
+    else:
+        bottom = next(
+            (layer for layer in graph.layers if layer.type in {"Convolution", "Deconvolution"}
+             and layer.get(_CONV_NUM_OUTPUT) == in_channels),
+            None,
+        )  # fmt: skip
+        if bottom is None:
+            raise ConversionError(f"{graph.path}: no layer brings the U-Net back to {in_channels} channels")
+        scale = 1 if bottom.type == "Convolution" else int(bottom.get(_CONV_STRIDE_W, 1))
+    config: dict[str, Any] = {"scale": scale, "in_channels": in_channels}
+    if architecture == "realcugan":
+        config["pro_normalization"] = False  # the ncnn graphs take [0, 1] input, Pro ones included
+    return config
+
+
+def _unet_activation(prefix: str) -> tuple[str, float | None]:
+    """The activation ncnn fuses into the layer for the parameter module at ``prefix``."""
+    if prefix.endswith("seblock.conv1"):
+        return "relu", None
+    if prefix.endswith("seblock.conv2"):
+        return "sigmoid", None
+    if prefix.endswith(("conv_bottom", "conv_final")) or prefix == "net.12":
+        return "none", None
+    return "leakyrelu", 0.1
+
+
+def _walk_unet(graph: NcnnGraph, weights: list[NcnnWeights], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Pair the graph's Convolution / Deconvolution / InnerProduct layers with the model's modules, in order."""
+    targets = _parameter_modules(model)
+    cls_name = type(model).__name__
+    if len(weights) != len(targets):
+        raise ConversionError(
+            f"{graph.path}: the graph has {len(weights)} weighted layers, {cls_name} {len(targets)} weighted modules"
+        )
+    state: dict[str, torch.Tensor] = {}
+    for item, (prefix, module) in zip(weights, targets):
+        layer = item.layer
+        transposed = isinstance(module, nn.ConvTranspose2d)
+        one_by_one = not transposed and module.kernel_size == (1, 1) and "seblock" in prefix
+        want = "InnerProduct" if one_by_one else ("Deconvolution" if transposed else "Convolution")
+        if layer.type != want:
+            raise _mismatch(graph, layer, f"{cls_name} expects a {want} at {prefix}", f"found {layer.type}")
+        shape = tuple(module.weight.shape)
+        out_c = shape[1] if transposed else shape[0]
+        if layer.type == "InnerProduct":
+            found = (layer.get(0, 0), layer.get(2, 0), bool(layer.get(1, 0)))
+            expected = (out_c, module.weight.numel(), module.bias is not None)
+        else:
+            g = _conv_geometry(layer)
+            found = (g["num_output"], g["weight_data_size"], bool(g["bias_term"]), g["kernel_h"], g["kernel_w"],
+                     (g["stride_h"], g["stride_w"]), (g["pad_top"], g["pad_left"]), (g["pad_bottom"], g["pad_right"]),
+                     (g["dilation_h"], g["dilation_w"]))  # fmt: skip
+            expected = (out_c, module.weight.numel(), module.bias is not None, *module.kernel_size,
+                        module.stride, module.padding, module.padding, module.dilation)  # fmt: skip
+        if found != expected:
+            raise _mismatch(graph, layer, f"{prefix} is {cls_name}'s {type(module).__name__} {shape}", f"found {found}")
+        kind = _NCNN_ACTIVATIONS.get(layer.get(_CONV_ACTIVATION, 0), f"type {layer.get(_CONV_ACTIVATION)}")
+        params = layer.get(_CONV_ACTIVATION_PARAMS, [])
+        slope = float(params[0]) if kind == "leakyrelu" and params else None
+        want_kind, want_slope = _unet_activation(prefix)
+        if kind != want_kind or (want_slope is not None and (slope is None or abs(slope - want_slope) > 1e-6)):
+            raise _mismatch(graph, layer, f"{prefix} is followed by {want_kind} {want_slope or ''}".rstrip(),
+                            f"found {kind} {slope if slope is not None else ''}".rstrip())  # fmt: skip
+        weight = torch.from_numpy(item.arrays["weight"].copy())
+        if transposed:  # ncnn stores (out, in, kh, kw); PyTorch's transposed conv keeps (in, out, kh, kw)
+            weight = weight.reshape(shape[1], shape[0], *shape[2:]).transpose(0, 1)
+        state[f"{prefix}.weight"] = weight.reshape(shape).contiguous()
+        if module.bias is not None:
+            state[f"{prefix}.bias"] = torch.from_numpy(item.arrays["bias"].copy())
+    return state
+
+
+def _crop_border(layer: NcnnLayer) -> int:
+    """The border a Crop layer removes: pnnx's ``-23309=starts`` form or Caffe's ``0=woffset 1=hoffset``."""
+    starts = layer.get(9)
+    if isinstance(starts, list) and starts:
+        return int(starts[-1])
+    return int(layer.get(0, 0))
+
+
+def _check_unet_graph(graph: NcnnGraph, architecture: str, scale: int) -> None:
+    """Check the weightless layers: the U-Nets' crops, their gates and sums, nothing else."""
+    allowed = {"Input", "Split", "Convolution", "Deconvolution"}
+    if architecture != "waifu2x-upconv7":
+        allowed |= {"Pooling", "InnerProduct", "Crop", "BinaryOp", "Eltwise", "Scale", "PixelShuffle"}
+    for layer in graph.layers:
+        if layer.type not in allowed:
+            raise _mismatch(graph, layer, f"{architecture} has no such layer", f"found {layer.type}")
+        if layer.type == "Pooling" and (layer.get(0) != 1 or layer.get(4) != 1):
+            raise _mismatch(graph, layer, "a global average pooling (squeeze-excitation)", "found another pooling")
+        if layer.type == "PixelShuffle" and layer.get(0) != 2:
+            raise _mismatch(graph, layer, "a pixel shuffle by 2", f"found {layer.get(0)}")
+    if architecture == "waifu2x-upconv7":
+        return
+    crops = [_crop_border(layer) for layer in graph.layers if layer.type == "Crop"]
+    expected = [4, 4, 16, 20] + ([1] if scale == 4 else [])
+    if crops != expected:
+        raise ConversionError(f"{graph.path}: the U-Nets crop {expected} px at their skips; the graph crops {crops}")
+
+
 def _ncnn_io_names(graph: NcnnGraph) -> tuple[str, str]:
     inputs = [layer for layer in graph.layers if layer.type == "Input"]
     if len(inputs) != 1:
@@ -513,12 +648,16 @@ def convert_ncnn(
         skeleton = skeleton_model(cls, config)  # shapes only: a wrong graph fails before any real allocation
     except ValueError as error:
         raise ConversionError(f"{graph.path}: the graph implies {architecture} {config}, which is invalid: {error}")
-    state = _walk(graph, weights, skeleton, architecture)
     outscale = None
-    if architecture == "rrdbnet":
-        _check_rrdbnet_graph(graph)
+    if architecture in _UNET_ARCHITECTURES:
+        state = _walk_unet(graph, weights, skeleton)
+        _check_unet_graph(graph, architecture, config["scale"])
     else:
-        outscale = _check_srvgg_graph(graph, config["scale"])
+        state = _walk(graph, weights, skeleton, architecture)
+        if architecture == "rrdbnet":
+            _check_rrdbnet_graph(graph)
+        else:
+            outscale = _check_srvgg_graph(graph, config["scale"])
     model = with_weights(cls, config, state, source=str(param_path))
     storages = sorted({w.storage for w in weights if w.storage != "raw"})
     notes = []
@@ -579,6 +718,52 @@ def ncnn_net(param_path: str | os.PathLike, bin_path: str | os.PathLike, *, thre
     return run
 
 
+#: How the ncnn command-line tools prepare a whole image for these graphs (their unpadded
+#: convolutions shrink it): (border per side, bottom/right alignment, ncnn border type).
+#: From realcugan-ncnn-vulkan and waifu2x-ncnn-vulkan's ``process_cpu``: reflect (type 2,
+#: edge pixel not repeated) for Real-CUGAN, replicate (type 1) for waifu2x. Real-CUGAN x4's
+#: graph outputs a residual: the tool adds the nearest-upsampled input.
+NCNN_TOOL_PADDING: dict[tuple[str, int], tuple[int, int, int]] = {
+    ("realcugan", 2): (18, 2, 2),
+    ("realcugan", 3): (14, 4, 2),
+    ("realcugan", 4): (19, 2, 2),
+    ("waifu2x-upconv7", 2): (7, 2, 1),
+    ("waifu2x-cunet", 1): (28, 4, 1),
+    ("waifu2x-cunet", 2): (18, 2, 1),
+}
+
+
+def ncnn_tool_net(
+    param_path: str | os.PathLike, bin_path: str | os.PathLike, *, architecture: str, scale: int, threads: int
+):
+    """Like :func:`ncnn_net`, with the ncnn tool's own whole-image padding, crop and residual around the graph.
+
+    For graphs that need no preparation (RRDBNet, SRVGGNetCompact) this is :func:`ncnn_net`.
+    """
+    import ncnn
+
+    run = ncnn_net(param_path, bin_path, threads=threads)
+    if (architecture, scale) not in NCNN_TOOL_PADDING:
+        return run
+    border, align, border_type = NCNN_TOOL_PADDING[(architecture, scale)]
+
+    def run_whole_image(lq: torch.Tensor) -> torch.Tensor:
+        image = lq.reshape(lq.shape[-3:]).detach().float().cpu()
+        h, w = image.shape[-2:]
+        array = np.ascontiguousarray(image.numpy())
+        mat = ncnn.Mat(array)  # wraps ``array`` without a copy: keep it alive while ncnn reads it
+        padded = ncnn.copy_make_border(mat, border, border + (-h) % align, border, border + (-w) % align,
+                                       border_type, 0.0)  # fmt: skip
+        padded = torch.from_numpy(np.array(padded, dtype=np.float32, copy=True))
+        del mat, array
+        out = run(padded)[..., : h * scale, : w * scale]
+        if architecture == "realcugan" and scale == 4:
+            out = out + F.interpolate(image.unsqueeze(0), scale_factor=4, mode="nearest")
+        return out
+
+    return run_whole_image
+
+
 def run_ncnn(
     param_path: str | os.PathLike, bin_path: str | os.PathLike, lq: torch.Tensor, *, threads: int
 ) -> torch.Tensor:
@@ -597,7 +782,9 @@ def ncnn_parity(
     """Max and mean absolute difference (in 1/255 units) between srhub's and ncnn's CPU outputs on ``lq``."""
     threads = threads or torch.get_num_threads()
     lq = lq.reshape(1, *lq.shape[-3:]).float()
-    reference = run_ncnn(param_path, bin_path, lq, threads=threads)
+    reference = ncnn_tool_net(
+        param_path, bin_path, architecture=converted.architecture, scale=converted.config["scale"], threads=threads
+    )(lq)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
