@@ -359,9 +359,18 @@ def tiled_forward(
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         lq = F.pad(lq, (0, pad_w, 0, pad_h), mode=mode)
     size = tile if tile > 0 else max(lq.shape[-2:])
+    # Models whose unpadded convolutions reach far (Real-CUGAN, waifu2x) declare the overlap they need.
+    tile_overlap = max(tile_overlap, int(getattr(model, "min_tile_overlap", 0)))
     while True:
         try:
-            result = _tiled(run, net, lq, size, min(tile_overlap, size // 2))
+            if hasattr(model, "synchronised_gates") and max(lq.shape[-2:]) > size:
+                # Squeeze-excitation models (Real-CUGAN, waifu2x cunet) gate by whole-image channel means:
+                # tiles share the means of one whole-image run (downscaled to one tile's area if larger).
+                eager = _prepared(model, dev, run.dtype)
+                with eager.synchronised_gates(lq.to(dev, run.dtype), max_pixels=size * size):
+                    result = _tiled(run, eager, lq, size, min(tile_overlap, size // 2))
+            else:
+                result = _tiled(run, net, lq, size, min(tile_overlap, size // 2))
             break
         except Exception as error:  # only out-of-memory errors are handled; others re-raised
             if not _is_out_of_memory(error):

@@ -30,6 +30,9 @@ rejects them).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -64,17 +67,53 @@ def crop(x: torch.Tensor, border: int) -> torch.Tensor:
 
 
 class SEBlock(nn.Module):
-    """Squeeze-excitation: the channel means, two 1x1 convolutions and a sigmoid gate."""
+    """Squeeze-excitation: the channel means, two 1x1 convolutions and a sigmoid gate.
+
+    ``means`` (set only inside :func:`synchronised_gates`) replaces the input's own channel
+    means, so every tile of a tiled run is gated like the whole image.
+    """
 
     def __init__(self, channels: int, reduction: int = 8) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
         self.conv2 = nn.Conv2d(channels // reduction, channels, 1)
+        self.means: torch.Tensor | None = None
+        self.recorded: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = x.mean(dim=(2, 3), keepdim=True)
-        gate = torch.sigmoid(self.conv2(F.relu(self.conv1(gate))))
+        means = self.means if self.means is not None else x.mean(dim=(2, 3), keepdim=True)
+        if self.recorded is not None:
+            self.recorded.append(means)
+        gate = torch.sigmoid(self.conv2(F.relu(self.conv1(means.to(x.dtype)))))
         return x * gate
+
+
+@contextmanager
+def synchronised_gates(model: nn.Module, lq: torch.Tensor, *, max_pixels: int) -> Iterator[None]:
+    """Inside, every squeeze-excitation block gates with the channel means of a whole-image run.
+
+    The whole image (downscaled with antialiased bicubic to at most ``max_pixels`` when it is
+    larger, as realcugan-ncnn-vulkan's ``-c 3`` does) runs once and each block's means are kept;
+    tiles then share them instead of computing their own, so tiles agree with each other and
+    with an untiled run (exactly when no downscale was needed).
+    """
+    blocks = [module for module in model.modules() if isinstance(module, SEBlock)]
+    h, w = lq.shape[-2:]
+    if h * w > max_pixels:
+        factor = (max_pixels / (h * w)) ** 0.5
+        size = (max(1, round(h * factor)), max(1, round(w * factor)))
+        lq = F.interpolate(lq, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    for block in blocks:
+        block.recorded = []
+    try:
+        with torch.no_grad():
+            model(lq)
+        for block in blocks:
+            block.means, block.recorded = block.recorded[0], None
+        yield
+    finally:
+        for block in blocks:
+            block.means, block.recorded = None, None
 
 
 class UNetConv(nn.Module):
@@ -201,10 +240,26 @@ class RealCUGAN(SRModel, tags=["realcugan", "anime"]):
         """Reflection padding added to each side before the network (what its unpadded convolutions eat)."""
         return PADDING[self.scale]
 
+    def synchronised_gates(self, lq: torch.Tensor, *, max_pixels: int) -> "contextmanager":
+        """Share the squeeze-excitation gates of a whole-image run across tiles (see :func:`synchronised_gates`)."""
+        return synchronised_gates(self, lq, max_pixels=max_pixels)
+
+    @property
+    def size_multiple(self) -> int:
+        """Tiles must start on the U-Nets' stride-2 grid (2, or 4 at x3) to compute what the whole image does;
+        ``forward`` itself takes any size (it pads to this multiple like the reference)."""
+        return ALIGNMENT[self.scale]
+
     @property
     def min_size(self) -> int:
         """Smallest input side the reference accepts (reflection needs the padding plus one pixel)."""
         return self.padding + ALIGNMENT[self.scale]
+
+    @property
+    def min_tile_overlap(self) -> int:
+        """Least tile overlap for seamless tiling: the tiler drops each overlap's outer quarter, and an
+        output pixel depends on ``padding`` input pixels around it (the unpadded convolutions' reach)."""
+        return 4 * self.padding
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         h, w = lq.shape[-2:]

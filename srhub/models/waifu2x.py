@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import Paper, SRModel
-from .realcugan import UNet1, UNet2, cascade
+from .realcugan import UNet1, UNet2, cascade, synchronised_gates
 
 _PAPER = Paper(
     title="waifu2x: Image Super-Resolution for Anime-Style Art",
@@ -77,6 +77,11 @@ class Waifu2xUpConv7(SRModel, tags=["waifu2x", "anime"]):
         layers.append(nn.ConvTranspose2d(256, in_channels, 4, stride=2, padding=3))
         self.net = nn.Sequential(*layers)
 
+    @property
+    def min_tile_overlap(self) -> int:
+        """Least tile overlap for seamless tiling (4x the reach of the unpadded convolutions)."""
+        return 4 * self.padding
+
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         h, w = lq.shape[-2:]
         return self.net(_padded(lq, self.padding, 2))[..., : 2 * h, : 2 * w]
@@ -109,6 +114,20 @@ class Waifu2xCUNet(SRModel, tags=["waifu2x", "anime"]):
     def padding(self) -> int:
         """Replicated border added to each side (waifu2x-ncnn-vulkan's prepadding)."""
         return 18 if self.scale == 2 else 28
+
+    @property
+    def min_tile_overlap(self) -> int:
+        """Least tile overlap for seamless tiling (4x the reach of the unpadded convolutions)."""
+        return 4 * self.padding
+
+    @property
+    def size_multiple(self) -> int:
+        """Tiles must start on the U-Nets' stride-2 grid (2 at x2, 4 at x1); ``forward`` takes any size."""
+        return 2 if self.scale == 2 else 4
+
+    def synchronised_gates(self, lq: torch.Tensor, *, max_pixels: int):
+        """Share the squeeze-excitation gates of a whole-image run across tiles (as Real-CUGAN does)."""
+        return synchronised_gates(self, lq, max_pixels=max_pixels)
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         h, w = lq.shape[-2:]
