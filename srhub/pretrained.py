@@ -676,6 +676,7 @@ def _trained(name: str, architecture: str, config: dict, description: str) -> Pr
         url="https://github.com/srhub/srhub",
         package_file=name,
         tags=("srhub-trained", "psnr"),
+        content="photo",
     )
 
 

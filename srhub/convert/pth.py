@@ -58,6 +58,11 @@ def _load_checkpoint(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "global" not in str(error).lower():  # random bytes: an unsupported opcode, not a forbidden object
+            raise ConversionError(
+                f"{path} is not a readable PyTorch checkpoint (its pickle stream is corrupt or it is another "
+                f"kind of file: {first[:200]})"
+            ) from error
         raise ConversionError(
             f"{path} holds pickled objects other than tensors and plain containers; srhub loads checkpoints "
             f"with torch.load(weights_only=True) only and refuses it ({first})"
