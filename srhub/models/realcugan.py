@@ -44,21 +44,23 @@ PADDING = {2: 18, 3: 14, 4: 19}
 ALIGNMENT = {2: 2, 3: 4, 4: 2}
 
 
-def reflect_pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
-    """Reflection padding (edge pixel not repeated) that also works when a pad exceeds the size.
+def _reflected(length: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    """Source indices of a reflection-padded axis: the edge pixel is not repeated, and a pad longer than the
+    axis keeps reflecting (period ``2 * (length - 1)``); a one-pixel axis is replicated."""
+    index = torch.arange(-before, length + after, device=device)
+    period = 2 * (length - 1) if length > 1 else 1
+    index = torch.remainder(index, period)
+    return torch.where(index >= length, period - index, index)
 
-    Pads in steps no larger than the current size minus one; a side of one pixel is replicated.
+
+def reflect_pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+    """Reflection padding (edge pixel not repeated, like ``F.pad(mode="reflect")``) for any pad width.
+
+    Gathers rows and columns by index, so it also works (and exports to ONNX) when a pad exceeds the size.
     """
-    pads = [left, right, top, bottom]
-    while any(pads):
-        h, w = x.shape[-2:]
-        limits = [w - 1, w - 1, h - 1, h - 1]
-        if min(limits) < 1:
-            return F.pad(x, pads, mode="replicate")
-        step = [min(p, limit) for p, limit in zip(pads, limits)]
-        x = F.pad(x, step, mode="reflect")
-        pads = [p - s for p, s in zip(pads, step)]
-    return x
+    h, w = x.shape[-2:]
+    x = x.index_select(-2, _reflected(h, top, bottom, x.device))
+    return x.index_select(-1, _reflected(w, left, right, x.device))
 
 
 def crop(x: torch.Tensor, border: int) -> torch.Tensor:
