@@ -128,7 +128,8 @@ def test_parity_check_can_fail(datasets_root):
 
 
 @needs_packages
-@pytest.mark.parametrize("name", ["realcugan-pro-x3-conservative", "waifu2x-cunet-x1-noise3", "realsr-df2k-x4"])
+@pytest.mark.parametrize("name", ["realcugan-pro-x3-conservative", "waifu2x-cunet-x1-noise3",
+                                  pytest.param("realsr-df2k-x4", marks=pytest.mark.slow)])  # fmt: skip
 def test_load_by_name_offline_writes_a_card_with_the_licence(name, tmp_path):
     script = f"""
 import srhub, torch
@@ -195,7 +196,14 @@ TILING = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(TILING))
+SLOW_IN_DEFAULT = {"realcugan-x3", "realcugan-x4", "waifu2x-cunet-x2"}  # same code paths as their siblings
+
+
+def _cases(names):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_IN_DEFAULT else n for n in names]
+
+
+@pytest.mark.parametrize("name", _cases(sorted(TILING)))
 def test_tiled_matches_untiled(name, datasets_root):
     """Tiles share the whole image's squeeze-excitation gates and overlap past the convolutions' reach."""
     model = TILING[name]().eval()
@@ -208,6 +216,7 @@ def test_tiled_matches_untiled(name, datasets_root):
 
 
 @needs_packages
+@pytest.mark.slow
 def test_tiled_matches_untiled_with_released_weights(datasets_root, tmp_path, monkeypatch):
     monkeypatch.setenv("SRHUB_CACHE", str(tmp_path))
     model = srhub.load("realcugan-se-x2-denoise2x")
@@ -224,8 +233,7 @@ def test_tiled_matches_untiled_with_released_weights(datasets_root, tmp_path, mo
 # ------------------------------------------------------------------ ONNX export and the fast CPU path
 
 
-@pytest.mark.parametrize("name", ["realcugan-x2", "realcugan-x3", "realcugan-x4", "waifu2x-upconv7",
-                                  "waifu2x-cunet-x1", "waifu2x-cunet-x2"])  # fmt: skip
+@pytest.mark.parametrize("name", _cases(sorted(TILING)))
 def test_onnx_export_matches_pytorch(name, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
