@@ -101,12 +101,19 @@ class ModelInfo:
     architecture: str
     description: str
     source: str  # "pretrained" or a folder path
+    #: What the model is for: "anime", "photo" or "general" (the dropdown's groups).
+    content: str = "general"
 
     @property
     def label(self) -> str:
         params = self.num_parameters
         size = f"{params / 1e6:.1f} M" if params >= 100_000 else f"{params / 1e3:.1f} k"
-        return f"{self.name} · x{self.scale} · {size} params · {self.description}"
+        group = GROUP_LABELS.get(self.content, self.content.capitalize())
+        return f"{group} · {self.name} · x{self.scale} · {size} params · {self.description}"
+
+
+#: Dropdown groups, in display order: a visitor looks for anime or photo models first.
+GROUP_LABELS = {"anime": "Anime", "photo": "Photo", "general": "General"}
 
 
 def _first_line(text: str | None) -> str:
@@ -147,6 +154,7 @@ def _pretrained_infos() -> list[ModelInfo]:
             architecture=spec.architecture,
             description=spec.description,
             source="pretrained",
+            content=spec.content,
         )
         for spec in pretrained.list_pretrained()
     ]
@@ -204,6 +212,13 @@ def get_model(name: str) -> SRModel:
             model = load_pretrained(name) if source == "pretrained" else load(source)
             _models[name] = model.to(device()).eval()
         return _models[name]
+
+
+def grouped_choices() -> list[tuple[str, str]]:
+    """(label, name) pairs for the model dropdown: anime models, then photo, then general; smallest first in each."""
+    order = {content: i for i, content in enumerate(GROUP_LABELS)}
+    infos = sorted(catalogue().values(), key=lambda i: (order.get(i.content, len(order)), i.num_parameters, i.name))
+    return [(info.label, info.name) for info in infos]
 
 
 def list_models() -> list[dict[str, Any]]:

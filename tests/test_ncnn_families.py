@@ -370,3 +370,25 @@ def test_cli_refuses_hostile_checkpoints_quickly(kind, tmp_path):
                 "empty": "empty", "random": "not a readable PyTorch checkpoint",
                 "truncated": "not a readable PyTorch checkpoint", "huge_width": "num_features=5000"}[kind]  # fmt: skip
     assert expected in lines[0]
+
+
+# ------------------------------------------------------------------ the app's model list
+
+
+def test_app_groups_anime_and_photo_models(monkeypatch):
+    from srhub import app_backend
+
+    monkeypatch.delenv("SRHUB_APP_MODELS", raising=False)
+    app_backend.clear_cache()
+    try:
+        choices = app_backend.grouped_choices()
+    finally:
+        app_backend.clear_cache()
+    groups = [label.split(" · ")[0] for label, _ in choices]
+    assert groups == sorted(groups, key=["Anime", "Photo", "General"].index)  # each group in one block
+    by_name = dict((name, label) for label, name in choices)
+    assert set(NAMES) <= set(by_name)
+    assert by_name["realcugan-se-x2-denoise1x"].startswith("Anime · realcugan-se-x2-denoise1x · x2")
+    assert "denoise 1x" in by_name["realcugan-se-x2-denoise1x"]
+    assert by_name["waifu2x-upconv7-photo-x2-noise1"].startswith("Photo · ")
+    assert by_name["waifu2x-cunet-x2"].startswith("Anime · ") and by_name["realsr-df2k-x4"].startswith("Photo · ")
