@@ -30,6 +30,11 @@ and prints each output's difference from float32 PyTorch, the median and the wor
     python benchmarks/speed.py --paths auto ov-fp32 ov-bf16 ort torch-cl torch-bf16
     python benchmarks/speed.py --quality --models realesrgan-x4plus --paths auto ov-bf16  # on Set5/Set14
     python benchmarks/speed.py --gpu                 # GPU throughput of RRDBNet x4 (needs CUDA)
+    python benchmarks/speed.py --isolated --models realcugan-se-x2-denoise1x waifu2x-cunet-x2  # one process each
+
+Real-CUGAN (``realcugan-se-x2-denoise1x``) and waifu2x (``waifu2x-cunet-x2``) run against their
+ncnn graphs with the ncnn tools' whole-image padding; ``--isolated`` times ncnn and srhub each in
+its own process (``--runtime ncnn`` / ``--runtime srhub``, same inputs and threads).
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ DEFAULT_SIZES = {
     "realesr-animevideov3-x4": [64, 96, 128, 256, 512],
     "bsrn-x4": [64, 96, 256, 512],
     "bsrn-s-x4": [64, 96, 256, 512],
+    "realcugan-se-x2-denoise1x": [64, 128, 256],
+    "waifu2x-cunet-x2": [64, 128, 256],
 }
 FORCED = {
     "torch-cl": accel.Plan("torch", "fp32", "cpu"),
@@ -103,15 +110,16 @@ def photo_crop(size: int) -> torch.Tensor:
 
 
 def ncnn_runner(name: str, threads: int):
-    """A callable running the released ncnn graph of ``name``, or None when there is none."""
-    from srhub.convert import ncnn_net
+    """A callable running the released ncnn graph of ``name`` (with the ncnn tool's own padding and crop for
+    Real-CUGAN and waifu2x, see ``srhub.convert.ncnn_tool_net``), or None when there is none."""
+    from srhub.convert import ncnn_tool_net
     from srhub.pretrained import PRETRAINED, ncnn_source_files
 
     spec = PRETRAINED.get(name)
     if spec is None or spec.ncnn_files is None:
         return None
     param, bin_path = ncnn_source_files(spec)
-    return ncnn_net(param, bin_path, threads=threads)
+    return ncnn_tool_net(param, bin_path, architecture=spec.architecture, scale=spec.scale, threads=threads)
 
 
 def path_runner(model: torch.nn.Module, path: str) -> tuple[accel.Plan, accel.Runner]:
@@ -130,15 +138,16 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     print(f"CPU: {args.threads} thread(s); torch {torch.__version__}; runtimes: {', '.join(accel.installed_runtimes())}; "
           f"native bf16: {accel.cpu_has_native_bf16()}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    records: list[dict] = []
     header = f"{'model':24s} {'LR':>7s} {'path':12s} {'plan':18s} {'median s':>9s} {'out MP/s':>9s} {'x ncnn':>7s} {'mean abs/255':>13s} {'PSNR dB':>8s}"
     print(header)
     summary = []
     for name in args.models:
         model = load_model(name)
-        ncnn = ncnn_runner(name, args.threads)
+        ncnn = ncnn_runner(name, args.threads) if args.runtime in ("both", "ncnn") else None
         reference_net = accel._TorchRunner(model, autocast_bf16=False)  # float32 PyTorch, channels_last
         runners = {}
-        for path in args.paths:
+        for path in args.paths if args.runtime in ("both", "srhub") else []:
             start = time.perf_counter()
             runners[path] = path_runner(model, path)
             print(f"  ({name}: {path} ready in {time.perf_counter() - start:.1f} s)", flush=True)
@@ -162,6 +171,8 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
                     times[key].append(time.perf_counter() - start)
             medians = {key: statistics.median(values) for key, values in times.items()}
             rows = [("torch-fp32", None, eager_s, reference)] + [(k, candidates[k][0], medians[k], outputs[k]) for k in candidates]
+            for key, seconds in medians.items():
+                records.append({"model": name, "size": size, "path": key, "seconds": seconds})
             for key, plan, seconds, sr in rows:
                 ratio = medians["ncnn"] / seconds if "ncnn" in medians else float("nan")
                 plan_text = "-" if plan is None else f"{plan.runtime}/{plan.precision}"
@@ -170,11 +181,42 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
                       f"{ratio:7.2f} {mean_abs:13.4f} {psnr(sr, reference):8.1f}", flush=True)  # fmt: skip
                 if key == "auto":
                     summary.append((name, size, ratio, mean_abs, psnr(sr, reference)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records))
     if summary:
         print("\nsrhub default path (auto) vs ncnn: acceptance is >= 1.5x, <= 0.5/255 mean abs, >= 45 dB")
         for name, size, ratio, mean_abs, db in summary:
             ok = (math.isnan(ratio) or ratio >= 1.5) and mean_abs <= 0.5 and db >= 45
             print(f"  {name:24s} {size:>3d}x{size:<3d} {ratio:5.2f}x  {mean_abs:.4f}/255  {db:.1f} dB  {'ok' if ok else 'MISS'}")
+
+
+def isolated_benchmark(args: argparse.Namespace) -> None:
+    """Each runtime in its own process: ``--runtime ncnn`` then ``--runtime srhub``, same inputs and threads.
+
+    The two child runs print their own tables; this prints the median-time ratios.
+    """
+    import subprocess
+    import tempfile
+
+    medians = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for runtime in ("ncnn", "srhub"):
+            out = Path(tmp) / f"{runtime}.json"
+            command = [sys.executable, __file__, "--runtime", runtime, "--json", str(out), "--threads",
+                       str(args.threads), "--repeats", str(args.repeats), "--models", *args.models, "--paths", *args.paths]
+            if args.sizes:
+                command += ["--sizes", *map(str, args.sizes)]
+            print(f"--- {runtime} in its own process", flush=True)
+            subprocess.run(command, check=True)
+            for row in json.loads(out.read_text()):
+                medians[(row["model"], row["size"], row["path"])] = row["seconds"]
+    print(f"\nmedian seconds, each runtime in its own process ({args.threads} thread(s)):")
+    for (name, size, path), seconds in medians.items():
+        if path == "ncnn":
+            continue
+        ncnn = medians.get((name, size, "ncnn"))
+        ratio = f"{ncnn / seconds:5.2f}x ncnn ({ncnn:.3f} s)" if ncnn else "no ncnn graph"
+        print(f"  {name:26s} {size:>3d}x{size:<3d} {path:10s} {seconds:8.3f} s  {ratio}")
 
 
 def quality_check(args: argparse.Namespace) -> None:
@@ -255,6 +297,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quality", action="store_true",
                         help="instead of timing, compare each path with float32 PyTorch on all Set5/Set14 images")
+    parser.add_argument("--runtime", choices=["both", "ncnn", "srhub"], default="both",
+                        help="time only ncnn or only srhub's paths (one runtime per process)")
+    parser.add_argument("--isolated", action="store_true",
+                        help="run ncnn and srhub each in its own process (via --runtime) and print the ratios")
+    parser.add_argument("--json", help="also write the median times to this JSON file")
     parser.add_argument("--gpu", action="store_true", help="measure RRDBNet x4 on the GPU instead")
     parser.add_argument("--gpu-tile", type=int, default=256)
     parser.add_argument("--gpu-batch", type=int, default=8)
@@ -264,6 +311,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.gpu:
         gpu_benchmark(args)
+    elif args.isolated:
+        isolated_benchmark(args)
     elif args.quality:
         quality_check(args)
     else:
