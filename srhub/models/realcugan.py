@@ -18,14 +18,16 @@ bottom/right padding to a multiple of 2 (x2, x4) or 4 (x3), and a top-left crop 
 output. realcugan-ncnn-vulkan pads the same way (reflect, same widths and alignment).
 
 What differs: ``forward`` takes and returns float RGB in [0, 1] and does not round to
-8 bits; the reference's own tiling (``tile_mode > 0``, with squeeze-excitation means
-synchronised across tiles) and its ``alpha`` strength knob are not reproduced: srhub's
-generic tiler cuts the image and each tile computes its own means, so tiled output
-differs slightly from whole-image output where tiles see different content. The Pro
-checkpoints (``pro`` key) map their input to [0.15, 0.85] and back; ``pro_normalization``
-reproduces that for ``.pth`` imports (the ncnn Pro graphs take [0, 1] input as they are).
-Images smaller than the padding are padded by repeated reflection (the reference
-rejects them).
+8 bits; the reference's ``alpha`` strength knob is not reproduced. Tiling: the reference's own
+tile modes synchronise the squeeze-excitation means across tiles; srhub's generic tiler does
+the same through :func:`synchronised_gates` (the means of one whole-image run, downscaled to a
+tile's area when the image is larger, as realcugan-ncnn-vulkan's ``-c 3`` does), starts tiles
+on the stride-2 grid (``size_multiple``: 2, or 4 at x3) and overlaps them by
+``min_tile_overlap`` (4x the padding). ``forward`` itself takes any size (minimum input: none;
+sides under ``min_size`` are padded by repeated reflection, which the reference rejects).
+The Pro checkpoints (``pro`` key) map their input to [0.15, 0.85] and back;
+``pro_normalization`` reproduces that for ``.pth`` imports (the ncnn Pro graphs take [0, 1]
+input as they are).
 """
 
 from __future__ import annotations
