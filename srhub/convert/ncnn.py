@@ -11,8 +11,19 @@ Keys ``0..`` hold an int (no ``.``/``e`` in the value) or a float; a key
 its weight blob as a 4-byte storage tag followed by the data (tag 0: float32;
 0x01306B47: float16, padded to 4 bytes; 0x000D4B38: int8; other non-zero tags:
 a 256-entry quantisation table and uint8 indices), then, if ``5=1``, its bias
-as raw float32 without a tag. PReLU stores its slopes as raw float32. Input,
-Split, Concat, Eltwise, BinaryOp, Interp and PixelShuffle store nothing.
+as raw float32 without a tag. Deconvolution stores like Convolution (weights laid out
+(out, in, kh, kw), where PyTorch's transposed convolution keeps (in, out, kh, kw)), and
+InnerProduct (``0=`` outputs, ``1=`` bias, ``2=`` weight count) likewise. PReLU stores its
+slopes as raw float32. Input, Split, Concat, Eltwise, BinaryOp, Interp, PixelShuffle,
+Pooling, Crop and Scale with ``0=-233`` (scale taken from a second input) store nothing.
+
+Real-CUGAN's and waifu2x's graphs are U-Nets of unpadded convolutions whose
+squeeze-excitation blocks are Pooling + InnerProduct (ReLU) + InnerProduct (sigmoid) + a
+multiply (BinaryOp, or Scale in waifu2x's Caffe export); their weighted layers map onto the
+srhub model's modules in registration order, each checked for type, shape, stride, padding
+and fused activation, and the skip crops (4, 4, 16, 20 px, and 1 px before Real-CUGAN x4's
+pixel shuffle) are checked too. The graphs expect an input padded by the ncnn tool:
+:func:`ncnn_tool_net` adds that padding for parity checks.
 """
 
 from __future__ import annotations
