@@ -79,7 +79,7 @@ def main() -> int:
     where = (
         f"realesrgan-x4plus on a centre crop of at most {args.x4plus_crop} px per side"
         if args.x4plus_crop
-        else "whole LR images for every model"
+        else "whole LR images for Real-ESRGAN's models"
     )
     if args.crop is not None:
         where = f"a centre crop of at most {args.crop} px per side for every model" if args.crop else "whole images"
