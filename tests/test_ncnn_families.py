@@ -392,3 +392,22 @@ def test_app_groups_anime_and_photo_models(monkeypatch):
     assert "denoise 1x" in by_name["realcugan-se-x2-denoise1x"]
     assert by_name["waifu2x-upconv7-photo-x2-noise1"].startswith("Photo · ")
     assert by_name["waifu2x-cunet-x2"].startswith("Anime · ") and by_name["realsr-df2k-x4"].startswith("Photo · ")
+
+
+@needs_packages
+@pytest.mark.parametrize("name", ["realcugan-se-x3-no-denoise", "waifu2x-cunet-x1-noise1"])
+def test_upscale_path_matches_ncnn_on_odd_sizes(name, datasets_root, tmp_path, monkeypatch):
+    """What srhub.upscale runs (tiled_forward, fast path) on a 37x45 image is the ncnn tool's output:
+    these models pad odd sizes themselves, so the tiler does not pad a whole image first."""
+    pytest.importorskip("ncnn")
+    from srhub.convert import ncnn_tool_net
+
+    monkeypatch.setenv("SRHUB_CACHE", str(tmp_path))
+    spec = pretrained.get_pretrained(name)
+    model = srhub.load(name)
+    lq = crop(datasets_root, "Set14", "comic.png", 40, 60, 37, 45)
+    param, bin_path = pretrained.ncnn_source_files(spec)
+    reference = ncnn_tool_net(param, bin_path, architecture=spec.architecture, scale=spec.scale, threads=1)(lq)
+    for fast in (False, True):
+        difference = (tiled_forward(model, lq, fast=fast) - reference).abs() * 255
+        assert difference.max() <= 2.0 and difference.mean() <= 0.2, (fast, float(difference.max()))

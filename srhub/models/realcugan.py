@@ -212,6 +212,8 @@ class RealCUGAN(SRModel, tags=["realcugan", "anime"]):
   howpublished={\\url{https://github.com/bilibili/ailab/tree/main/Real-CUGAN}}
 }""",
     )
+    #: ``forward`` pads any input size itself, like the reference: a whole image needs no padding by the tiler.
+    pads_input = True
     supported_scales = (2, 3, 4)
     #: The global squeeze-excitation means make fp16 drift; keep float32 unless measured.
     supports_half = False

@@ -94,6 +94,8 @@ class Waifu2xCUNet(SRModel, tags=["waifu2x", "anime"]):
 
     architecture = "waifu2x-cunet"
     paper = _PAPER
+    #: ``forward`` pads any input size itself, like the reference: a whole image needs no padding by the tiler.
+    pads_input = True
     supported_scales = (1, 2)
     supports_half = False
 
