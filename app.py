@@ -170,9 +170,9 @@ with gr.Blocks(
         "(`/upscale`, `/evaluate`, `/models`; see *Use via API* below)."
     )
     model = gr.Dropdown(
-        choices=[(info.label, name) for name, info in backend.catalogue().items()],
+        choices=backend.grouped_choices(),
         value=DEFAULT_MODEL,
-        label="Model (scale · parameters · what it is)",
+        label="Model (Anime / Photo · scale · parameters · what it is)",
     )
     with gr.Tabs():
         with gr.Tab("Upscale"):

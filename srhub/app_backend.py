@@ -129,12 +129,19 @@ class ModelInfo:
     architecture: str
     description: str
     source: str  # "pretrained" or a folder path
+    #: What the model is for: "anime", "photo" or "general" (the dropdown's groups).
+    content: str = "general"
 
     @property
     def label(self) -> str:
         params = self.num_parameters
         size = f"{params / 1e6:.1f} M" if params >= 100_000 else f"{params / 1e3:.1f} k"
-        return f"{self.name} · x{self.scale} · {size} params · {self.description}"
+        group = GROUP_LABELS.get(self.content, self.content.capitalize())
+        return f"{group} · {self.name} · x{self.scale} · {size} params · {self.description}"
+
+
+#: Dropdown groups, in display order: a visitor looks for anime or photo models first.
+GROUP_LABELS = {"anime": "Anime", "photo": "Photo", "general": "General"}
 
 
 def _first_line(text: str | None) -> str:
@@ -175,6 +182,7 @@ def _pretrained_infos() -> list[ModelInfo]:
             architecture=spec.architecture,
             description=spec.description,
             source="pretrained",
+            content=spec.content,
         )
         for spec in pretrained.list_pretrained()
     ]
@@ -244,6 +252,13 @@ def warm_up(name: str | None = None) -> float:
         tile = Image.new("RGB", (64, 64), (128, 96, 64))
         upscale(tile, model=model, outscale=None, tile=DEFAULT_TILE)
     return time.perf_counter() - start
+
+
+def grouped_choices() -> list[tuple[str, str]]:
+    """(label, name) pairs for the model dropdown: anime models, then photo, then general; smallest first in each."""
+    order = {content: i for i, content in enumerate(GROUP_LABELS)}
+    infos = sorted(catalogue().values(), key=lambda i: (order.get(i.content, len(order)), i.num_parameters, i.name))
+    return [(info.label, info.name) for info in infos]
 
 
 def list_models() -> list[dict[str, Any]]:

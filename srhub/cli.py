@@ -14,13 +14,22 @@ from pathlib import Path
 
 
 def _add_models(subparsers) -> None:
-    parser = subparsers.add_parser("models", help="list the registered architectures")
+    parser = subparsers.add_parser("models", help="list the registered architectures (--pretrained: the named models)")
+    parser.add_argument("--pretrained", action="store_true", help="list the pretrained names srhub.load() takes")
     parser.set_defaults(func=_run_models)
 
 
 def _run_models(args: argparse.Namespace) -> int:
     from .models import ARCHITECTURES
 
+    if args.pretrained:
+        from .pretrained import list_pretrained
+
+        for spec in list_pretrained():
+            scale = f"x{spec.outscale or spec.scale}"
+            print(f"{spec.name:34s} {spec.architecture:18s} {scale:3s} {spec.content:8s} {spec.license:13s} "
+                  f"{spec.description}")  # fmt: skip
+        return 0
     for name, cls in sorted(ARCHITECTURES.items()):
         print(f"{name:24s} {cls.__name__:24s} {cls.role:13s} {cls.paper.year}  {cls.paper.title}")
     return 0

@@ -291,24 +291,30 @@ class _Run:
 def _tiled(run: _Run, net: nn.Module, lq: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
     batch, _, height, width = lq.shape
     s = run.scale
-    size_y, starts_y = tile_layout(height, tile, overlap, run.multiple)
-    size_x, starts_x = tile_layout(width, tile, overlap, run.multiple)
-    if len(starts_y) == 1 and len(starts_x) == 1:
+    if max(height, width) <= tile:  # one tile: the whole image (possibly unpadded, see ``pads_input``)
         return run.forward(net, lq)
-    weights_y = _axis_weights(starts_y, size_y, s)
-    weights_x = _axis_weights(starts_x, size_x, s)
+    # A model that pads any size itself (``pads_input``) gets tiles on its stride grid laid out over the
+    # size rounded up to the multiple; the last tiles are cut at the image's edge and the model pads them
+    # as it pads the whole image.
+    grid_h, grid_w = height, width
+    if getattr(run.model, "pads_input", False):
+        grid_h, grid_w = -(-height // run.multiple) * run.multiple, -(-width // run.multiple) * run.multiple
+    size_y, starts_y = tile_layout(grid_h, tile, overlap, run.multiple)
+    size_x, starts_x = tile_layout(grid_w, tile, overlap, run.multiple)
+    weights_y = [w[: height * s - y0 * s] for y0, w in zip(starts_y, _axis_weights(starts_y, size_y, s))]
+    weights_x = [w[: width * s - x0 * s] for x0, w in zip(starts_x, _axis_weights(starts_x, size_x, s))]
     out = torch.zeros(batch, 3, height * s, width * s)
     for y0, wy in zip(starts_y, weights_y):
         for x0, wx in zip(starts_x, weights_x):
             sr = run.forward(net, lq[:, :, y0 : y0 + size_y, x0 : x0 + size_x])
             sr.mul_(wy.view(-1, 1)).mul_(wx.view(1, -1))
-            out[:, :, y0 * s : (y0 + size_y) * s, x0 * s : (x0 + size_x) * s] += sr
+            out[:, :, y0 * s : y0 * s + len(wy), x0 * s : x0 * s + len(wx)] += sr
     # The weight sum factorises: sum over tiles of wy(y) * wx(x) = (sum wy)(y) * (sum wx)(x).
     total_y, total_x = torch.zeros(height * s), torch.zeros(width * s)
     for y0, wy in zip(starts_y, weights_y):
-        total_y[y0 * s : (y0 + size_y) * s] += wy
+        total_y[y0 * s : y0 * s + len(wy)] += wy
     for x0, wx in zip(starts_x, weights_x):
-        total_x[x0 * s : (x0 + size_x) * s] += wx
+        total_x[x0 * s : x0 * s + len(wx)] += wx
     return out.div_(total_y.view(-1, 1)).div_(total_x.view(1, -1))
 
 
@@ -355,13 +361,26 @@ def tiled_forward(
     # image: tiles then see exactly what an untiled run sees. The padding is cropped off the output.
     height, width = lq.shape[-2:]
     pad_h, pad_w = -height % run.multiple, -width % run.multiple
+    # Models that pad any size themselves, as their reference does (Real-CUGAN, waifu2x cunet), are not
+    # padded here: their size multiple only places tiles on their stride grid (see _tiled).
+    if getattr(model, "pads_input", False):
+        pad_h = pad_w = 0
     if pad_h or pad_w:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         lq = F.pad(lq, (0, pad_w, 0, pad_h), mode=mode)
     size = tile if tile > 0 else max(lq.shape[-2:])
+    # Models whose unpadded convolutions reach far (Real-CUGAN, waifu2x) declare the overlap they need.
+    tile_overlap = max(tile_overlap, int(getattr(model, "min_tile_overlap", 0)))
     while True:
         try:
-            result = _tiled(run, net, lq, size, min(tile_overlap, size // 2))
+            if hasattr(model, "synchronised_gates") and max(lq.shape[-2:]) > size:
+                # Squeeze-excitation models (Real-CUGAN, waifu2x cunet) gate by whole-image channel means:
+                # tiles share the means of one whole-image run (downscaled to one tile's area if larger).
+                eager = _prepared(model, dev, run.dtype)
+                with eager.synchronised_gates(lq.to(dev, run.dtype), max_pixels=size * size):
+                    result = _tiled(run, eager, lq, size, min(tile_overlap, size // 2))
+            else:
+                result = _tiled(run, net, lq, size, min(tile_overlap, size // 2))
             break
         except Exception as error:  # only out-of-memory errors are handled; others re-raised
             if not _is_out_of_memory(error):

