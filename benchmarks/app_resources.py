@@ -26,13 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -40,20 +38,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from srhub.accel import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_model() -> str:
-    """The CPU's name with its family (AMD family 25 is Zen 3/4, 26 is Zen 5)."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or "unknown"
-    zen = {"25": "Zen 3/4", "26": "Zen 5"}.get(fields.get("cpu family", ""), "")
-    return f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family')}, model {fields.get('model')}{', ' + zen if zen else ''})"
 
 
 def status(pid: int) -> dict[str, int]:
@@ -325,7 +314,7 @@ def main() -> int:
     every = not (args.memory or args.disk or args.first_call or args.bombs)
     import torch
 
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    print(f"CPU: {cpu_description()}, torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory(prefix="srhub-resources-") as folder:
         work = Path(folder)
         if every or args.bombs:

@@ -15,9 +15,7 @@ measured with border 4 as the benchmark runner does. Prints the time per image (
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from srhub import metrics  # noqa: E402
+from srhub.accel import cpu_description  # noqa: E402
 from srhub.data import _read_uint8  # noqa: E402
 from srhub.degradations import imresize  # noqa: E402
 
@@ -81,12 +80,6 @@ def timed(function, sr, gt, repeats: int) -> tuple[float, dict[str, float]]:
     return statistics.median(times), values
 
 
-def cpu_model() -> str:
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main() -> int:
@@ -97,7 +90,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = pairs(args.images)
-    print(f"{cpu_model()}, torch {torch.__version__}, {args.threads} threads; {len(data)} pairs of 1024x644, border 4")
+    print(f"{cpu_description()}, torch {torch.__version__}, {args.threads} threads; {len(data)} pairs of 1024x644, border 4")
     old_times, new_times, psnr_diff, ssim_diff = [], [], 0.0, 0.0
     for sr, gt in data:
         old_time, old = timed(before, sr, gt, args.repeats)

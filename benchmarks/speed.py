@@ -57,6 +57,7 @@ import torch
 from PIL import Image
 
 import srhub
+from srhub.accel import cpu_description  # noqa: E402
 from srhub import accel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,14 +134,6 @@ def psnr(sr: torch.Tensor, reference: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def cpu_model() -> str:
-    """``lscpu``'s model name and family (e.g. "AMD EPYC ... (family 26)")."""
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    except OSError:
-        return "unknown CPU"
-    fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines if ":" in line}
-    return f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')})"
 
 
 def time_worker(args: argparse.Namespace) -> None:
@@ -180,10 +173,9 @@ def _run_worker(key: str, name: str, size: int, args: argparse.Namespace, output
 
 
 def cpu_benchmark(args: argparse.Namespace) -> None:
-    print(f"CPU: {cpu_model()}; {args.threads} thread(s) per runtime, each runtime in its own process; "
+    print(f"CPU: {cpu_description()}; {args.threads} thread(s) per runtime, each runtime in its own process; "
           f"torch {torch.__version__}; runtimes: {', '.join(accel.installed_runtimes())}; "
           f"native bf16: {accel.cpu_has_native_bf16()}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    records: list[dict] = []
     header = f"{'model':24s} {'LR':>7s} {'path':12s} {'plan':18s} {'median s':>9s} {'out MP/s':>9s} {'x ncnn':>7s} {'mean abs/255':>13s} {'PSNR dB':>8s}"
     print(header)
     summary = []

@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from srhub.accel import cpu_description  # noqa: E402
 DATASETS = Path(os.environ.get("SRHUB_DATASETS", ROOT.parent / "shared" / "datasets"))
 PEERS = Path(os.environ.get("SRHUB_PEERS", ROOT.parent / "shared" / "peers"))
 # name -> (low-resolution size, peer runtime, peer model file)
@@ -47,14 +49,6 @@ CASES = {
 }
 
 
-def cpu_model() -> str:
-    """``lscpu``'s model name and family (e.g. "AMD EPYC ... (family 26)")."""
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    except OSError:
-        return "unknown CPU"
-    fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines if ":" in line}
-    return f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')})"
 
 
 # ---------------------------------------------------------------------- the test clip
@@ -282,7 +276,7 @@ def main() -> None:
         work = {"srhub": worker_srhub, "opencv": worker_opencv, "ncnn": worker_ncnn}[args.worker]
         print(json.dumps(work(args)))
         return
-    print(f"CPU: {cpu_model()}; {args.threads} threads; load average {os.getloadavg()[0]:.1f}; "
+    print(f"CPU: {cpu_description()}; {args.threads} threads; load average {os.getloadavg()[0]:.1f}; "
           f"x264 preset {args.preset}; each runtime in its own process")  # fmt: skip
     if args.rss:
         rss_run(args)

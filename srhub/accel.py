@@ -104,6 +104,23 @@ def installed_runtimes() -> tuple[str, ...]:
     return tuple(name for name in RUNTIMES if runtime_installed(name))
 
 
+def cpu_description() -> str:
+    """The CPU's model name, family and core count, for timing reports (e.g. "AMD EPYC (family 26,
+    Zen 5), 2 cores"); AMD family 25 is Zen 3/4, 26 is Zen 5. Read from /proc/cpuinfo."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        import platform
+
+        return f"{platform.processor() or 'unknown CPU'}, {os.cpu_count()} cores"
+    family = fields.get("cpu family", "?")
+    zen = {"25": ", Zen 3/4", "26": ", Zen 5"}.get(family, "") if "AMD" in fields.get("vendor_id", "") else ""
+    return f"{fields.get('model name', 'unknown CPU')} (family {family}, model {fields.get('model', '?')}{zen}), {os.cpu_count()} cores"
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX-512 BF16 or AMX-BF16: bfloat16 dot products in hardware."""
     check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)

@@ -231,7 +231,7 @@ class _SubPixelDeconvolution(nn.Module):
         s = deconv.stride[0]
         weight = deconv.weight.detach()  # (in, out, kH, kW)
         c_in, c_out, k_h, k_w = weight.shape
-        taps, pads = [], []
+        taps = []
         for k, p in ((k_h, deconv.padding[0]), (k_w, deconv.padding[1])):
             # output q*s + r takes input q + d with kernel tap k = r + p - d*s, for 0 <= k < K
             offsets = [d for r in range(s) for d in range(-k, k + 1) if 0 <= r + p - d * s < k]

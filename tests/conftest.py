@@ -15,8 +15,14 @@ promises to run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,6 +37,7 @@ NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
     "fast": (("onnx", "onnxruntime", "openvino"), "srhub[fast]"),
     "train": (("accelerate", "tensorboard"), "srhub[train]"),
     "reference": (("ncnn", "skimage"), "srhub[dev]"),
+    "video": (("av",), "srhub[video], srhub[app] or requirements.txt"),
 }
 
 
@@ -68,3 +75,51 @@ def datasets_root() -> Path:
     if not (DATASETS / "benchmark" / "Set5").is_dir():
         pytest.fail(f"benchmark datasets not found under {DATASETS} (set SRHUB_DATASETS)")
     return DATASETS
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_app(folder: Path, log: Path, *, env: dict[str, str], timeout: float = 180):
+    """``python app.py`` run in ``folder`` on a free local port, as a user starts it; yields its URL.
+
+    ``env`` is added to this process's environment (``None`` values remove a variable). The
+    server is stopped afterwards; if it dies or does not answer in time, the test fails with
+    the end of its log.
+    """
+    port = free_port()
+    full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+                "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
+    full_env.pop("SPACES_ZERO_GPU", None)
+    for key, value in env.items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=folder, env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{folder}/app.py did not start (exit code {process.poll()}):\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

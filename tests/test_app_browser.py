@@ -9,15 +9,11 @@ downloads are never used. The test skips where Chromium is missing, except in CI
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import served_app
 from PIL import Image
 
 
@@ -54,12 +50,6 @@ def _need_browser():
         pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``python app.py`` on a free local port, with the tiny test models; stopped afterwards."""
@@ -67,37 +57,9 @@ def server(tmp_path_factory):
     from test_app import make_tiny_models
 
     models = make_tiny_models(tmp_path_factory.mktemp("browser-models"))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "SRHUB_APP_MODELS": str(models),
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    env.pop("SPACES_ZERO_GPU", None)
     log = tmp_path_factory.mktemp("browser-log") / "app.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not start (exit code {process.poll()}):\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
+    with served_app(APP_DIR, log, env={"SRHUB_APP_MODELS": str(models)}, timeout=90) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_upload_run_and_see_the_result(server, tmp_path):

@@ -12,6 +12,8 @@ from PIL import Image
 
 pytest.importorskip("accelerate")
 
+pytestmark = pytest.mark.train
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 

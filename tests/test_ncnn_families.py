@@ -94,6 +94,7 @@ def _check_parity(name: str, lq: torch.Tensor) -> None:
 
 
 @needs_packages
+@pytest.mark.reference
 @pytest.mark.parametrize("name", REPRESENTATIVE)
 def test_representative_models_match_ncnn_on_a_set14_crop(name, datasets_root):
     pytest.importorskip("ncnn")
@@ -103,6 +104,7 @@ def test_representative_models_match_ncnn_on_a_set14_crop(name, datasets_root):
 
 @needs_packages
 @pytest.mark.slow
+@pytest.mark.reference
 @pytest.mark.parametrize("name", NAMES)
 def test_every_model_matches_ncnn_on_set5_and_set14_crops(name, datasets_root):
     pytest.importorskip("ncnn")
@@ -111,6 +113,7 @@ def test_every_model_matches_ncnn_on_set5_and_set14_crops(name, datasets_root):
 
 
 @needs_packages
+@pytest.mark.reference
 def test_parity_check_can_fail(datasets_root):
     """A perturbed Real-CUGAN differs from ncnn by far more than 2/255, and dropping x4's added input shows."""
     pytest.importorskip("ncnn")
@@ -233,6 +236,7 @@ def test_tiled_matches_untiled_with_released_weights(datasets_root, tmp_path, mo
 # ------------------------------------------------------------------ ONNX export and the fast CPU path
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name", _cases(sorted(TILING)))
 def test_onnx_export_matches_pytorch(name, tmp_path):
     pytest.importorskip("onnx")
@@ -250,6 +254,7 @@ def test_onnx_export_matches_pytorch(name, tmp_path):
     assert float((torch.from_numpy(got) - expected).abs().max()) < 1e-3
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name", ["realcugan-x3", "waifu2x-cunet-x1"])
 def test_fast_cpu_path_matches_eager(name):
     model = TILING[name]().eval()
@@ -395,6 +400,7 @@ def test_app_groups_anime_and_photo_models(monkeypatch):
 
 
 @needs_packages
+@pytest.mark.reference
 @pytest.mark.parametrize("name", ["realcugan-se-x3-no-denoise", "waifu2x-cunet-x1-noise1"])
 def test_upscale_path_matches_ncnn_on_odd_sizes(name, datasets_root, tmp_path, monkeypatch):
     """What srhub.upscale runs (tiled_forward, fast path) on a 37x45 image is the ncnn tool's output:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import served_app
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,52 +83,23 @@ def test_build_refuses_to_replace_a_folder_without_overwrite(space, tmp_path):
     assert done.returncode == 2 and "holds no Space" in done.stderr and (other / "keep.txt").read_text() == "mine"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(space, tmp_path_factory):
     """The built folder's app.py, started inside it (its srhub copy, the real pretrained models)."""
-    port = _free_port()
     env = {
-        **os.environ,
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_ANALYTICS_ENABLED": "False",
         "HF_HUB_OFFLINE": "1",
         "SRHUB_CACHE": os.environ.get("SRHUB_CACHE", str(tmp_path_factory.mktemp("cache"))),
+        "SRHUB_APP_MODELS": None,
+        "PYTHONPATH": None,
     }
-    for key in ("SRHUB_APP_MODELS", "SPACES_ZERO_GPU", "PYTHONPATH"):
-        env.pop(key, None)
     where = subprocess.run(
-        [sys.executable, "-c", "import srhub; print(srhub.__file__)"], cwd=space, env=env, capture_output=True, text=True
+        [sys.executable, "-c", "import srhub; print(srhub.__file__)"], cwd=space, capture_output=True, text=True,
+        env={k: v for k, v in {**os.environ, **env}.items() if v is not None},
     )
     assert Path(where.stdout.strip()).is_relative_to(space), where  # the Space's own copy is what runs
     log = tmp_path_factory.mktemp("space-log") / "app.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the Space's app.py did not start ({process.poll()}):\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
+    with served_app(space, log, env=env) as url:
         yield url, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.mark.app

@@ -13,6 +13,8 @@ import torch
 
 av = pytest.importorskip("av")
 
+pytestmark = pytest.mark.video
+
 ROOT = Path(__file__).resolve().parents[1]
 MS = Fraction(1, 1000)
 # Variable frame rate: irregular gaps between frames (milliseconds).

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .common import ConversionError, ConvertedModel, load_strict, skeleton_model, with_weights
+from .common import ConversionError, ConvertedModel, skeleton_model, with_weights
 
 NCNN_MAGIC = 7767517
 NCNN_FP32_TAG = 0x00000000

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Paper, SRModel
+from .base import SRModel
 from .srresnet import SRResNet
 
 #: (multiple of num_features, stride) of the convolutions after the first.
