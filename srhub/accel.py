@@ -198,8 +198,17 @@ def _onnx_cache_dir() -> Path:
     return cache_root() / "onnx"
 
 
+#: OpenVINO's compiled blobs kept on disk, in bytes; past it the least recently written go first.
+OPENVINO_CACHE_BYTES = 2 * 2**30
+_pruned: set[Path] = set()
+
+
 def _openvino_cache_dir() -> Path | None:
-    """Where OpenVINO keeps compiled graphs (None: the cache folder cannot be created)."""
+    """Where OpenVINO keeps compiled graphs (None: the cache folder cannot be created).
+
+    OpenVINO never deletes its blobs (one per graph, shape and setting), so once per process
+    the folder is pruned to :data:`OPENVINO_CACHE_BYTES`, oldest blobs first.
+    """
     from .pretrained import cache_root
 
     folder = cache_root() / "openvino"
@@ -207,7 +216,24 @@ def _openvino_cache_dir() -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    return folder if os.access(folder, os.W_OK) else None
+    if not os.access(folder, os.W_OK):
+        return None
+    if folder not in _pruned:
+        _pruned.add(folder)
+        blobs = []
+        for blob in folder.glob("*.blob"):
+            try:
+                stat = blob.stat()
+                blobs.append((stat.st_mtime, stat.st_size, blob))
+            except FileNotFoundError:
+                pass
+        total = sum(size for _, size, _ in blobs)
+        for _, size, blob in sorted(blobs):
+            if total <= OPENVINO_CACHE_BYTES:
+                break
+            blob.unlink(missing_ok=True)  # another process holding it open keeps reading it
+            total -= size
+    return folder
 
 
 #: Architectures whose forward has no branch on the input size: their graphs need no verification.
@@ -220,7 +246,15 @@ _TRACE_SAFE = frozenset({"rrdbnet", "srvggnet-compact", "srcnn", "espcn", "fsrcn
 DISK_CACHE_MIN_PARAMETERS = 0
 
 
-def exported_graph(model: nn.Module, *, disk_cache: bool | None = None, mixed: bool = False) -> bytes:
+def graph_key(model: nn.Module, *, mixed: bool = False) -> str:
+    """The cache key of ``model``'s exported graph: architecture, variant and weights hash."""
+    architecture = getattr(model, "architecture", type(model).__name__.lower())
+    return f"{architecture}{'-mixed' if mixed else ''}-{weights_hash(model)[:24]}"
+
+
+def exported_graph(
+    model: nn.Module, *, disk_cache: bool | None = None, mixed: bool = False, key: str | None = None
+) -> bytes:
     """ONNX bytes of ``model`` (dynamic H/W), from the disk cache or exported (and verified) now.
 
     ``disk_cache`` None caches models of at least ``DISK_CACHE_MIN_PARAMETERS`` parameters.
@@ -233,9 +267,7 @@ def exported_graph(model: nn.Module, *, disk_cache: bool | None = None, mixed: b
         disk_cache = sum(p.numel() for p in model.parameters()) >= DISK_CACHE_MIN_PARAMETERS
     path = None
     if disk_cache:
-        architecture = getattr(model, "architecture", type(model).__name__.lower())
-        variant = "-mixed" if mixed else ""
-        path = _onnx_cache_dir() / f"{architecture}{variant}-{weights_hash(model)[:24]}.onnx"
+        path = _onnx_cache_dir() / f"{key or graph_key(model, mixed=mixed)}.onnx"
         if path.is_file():
             return path.read_bytes()
     if mixed:
@@ -286,15 +318,24 @@ class _OpenVINORunner:
     a static graph saves ~7 ms per call, which matters for small models on small tiles, and
     its first inference is faster), and the dynamic-shape graph for one-off shapes.
 
-    Compiling is the slow part of a new process's first call, so everything is cached on
-    disk under ``$SRHUB_CACHE/openvino/``: the graph converted to OpenVINO's IR (read back
-    with mmap, no ONNX conversion), OpenVINO's compiled blobs (``CACHE_DIR``), and one small
-    marker per compiled static shape. A shape with a marker is compiled static at first
-    sight (a cache hit); a new shape runs on the dynamic graph until it is seen twice. At
-    most ``max_static`` shapes are kept in memory.
+    Compiling is the slow part of a new process's first call, so it is cached on disk under
+    ``$SRHUB_CACHE/openvino/``, keyed by ``key`` (the weights' hash, see :func:`graph_key`):
+
+    * the graph as OpenVINO IR (``graph-KEY.xml``): later processes never read the ONNX
+      graph (``onnx_bytes`` is only called on a miss);
+    * each static shape compiled, as its own reshaped IR (``static-KEY-SHAPE.xml``, at most
+      :data:`MAX_STATIC_IR` per graph): a shape compiled before is compiled from its file at
+      first sight, which OpenVINO serves from its blob cache without reading the graph;
+    * OpenVINO's compiled blobs (``CACHE_DIR``).
+
+    A new shape runs on the dynamic graph until it is seen twice. At most ``max_static``
+    shapes are kept in memory.
     """
 
-    def __init__(self, onnx_bytes: bytes, *, precision: str, threads: int, max_static: int = 4) -> None:
+    def __init__(
+        self, onnx_bytes: Callable[[], bytes] | bytes, *, precision: str, threads: int, key: str | None = None,
+        max_static: int = 4,
+    ) -> None:  # fmt: skip
         import openvino as ov
 
         self.core = ov.Core()
@@ -304,42 +345,46 @@ class _OpenVINORunner:
             "INFERENCE_NUM_THREADS": int(threads),
             "PERFORMANCE_HINT": "LATENCY",
         }
-        self.key = hashlib.sha256(onnx_bytes).hexdigest()[:24]
-        self.graph = None
+        self._onnx = onnx_bytes if callable(onnx_bytes) else (lambda: onnx_bytes)
+        if key is None:
+            key = hashlib.sha256(self._onnx()).hexdigest()[:24]
+        self.key = key
         if self.cache is not None:  # compiled blobs on disk: a new process loads instead of compiling
             self.core.set_property({"CACHE_DIR": str(self.cache)})
-            self.graph = self._cached_ir(onnx_bytes)
-        if self.graph is None:
-            self.graph = self.core.read_model(onnx_bytes)
+        self._graph = None
         self._dynamic: _Compiled | None = None
         self.static: OrderedDict[tuple, _Compiled] = OrderedDict()
         self.seen: dict[tuple, int] = {}
         self.max_static = max_static
         self.lock = threading.Lock()
 
-    def _cached_ir(self, onnx_bytes: bytes):
-        """The graph as OpenVINO IR from the cache, converted and written there on a miss (None on failure)."""
+    @property
+    def graph(self):
+        """The dynamic-shape ov.Model: the cached IR, else the ONNX graph (written to the cache as IR)."""
+        if self._graph is None:
+            self._graph = self._cached_ir() if self.cache is not None else None
+            if self._graph is None:
+                self._graph = self.core.read_model(self._onnx())
+        return self._graph
+
+    def _cached_ir(self):
         import openvino as ov
 
         xml = self.cache / f"graph-{self.key}.xml"
         try:
             if xml.is_file() and xml.with_suffix(".bin").is_file():
                 return self.core.read_model(str(xml))
-            graph = self.core.read_model(onnx_bytes)
-            partial = xml.with_name(f"partial-{os.getpid()}-{threading.get_ident()}-{xml.name}")
-            ov.save_model(graph, str(partial), compress_to_fp16=False)
-            partial.with_suffix(".bin").replace(xml.with_suffix(".bin"))
-            partial.replace(xml)
+            graph = self.core.read_model(self._onnx())
+            _save_ir(ov, graph, xml)
             return graph
         except (OSError, RuntimeError) as error:  # a damaged or read-only cache costs speed, not correctness
             warnings.warn(f"OpenVINO graph cache unavailable in {self.cache}: {error}", stacklevel=3)
             return None
 
-    def _marker(self, shape: tuple) -> Path | None:
+    def _static_ir(self, shape: tuple) -> Path | None:
         if self.cache is None:
             return None
-        settings = "-".join(f"{value}" for _, value in sorted(self.config.items()))
-        return self.cache / "shapes" / f"{self.key}-{'x'.join(map(str, shape))}-{settings}"
+        return self.cache / f"static-{self.key}-{'x'.join(map(str, shape))}.xml"
 
     @property
     def dynamic(self) -> _Compiled:
@@ -347,24 +392,39 @@ class _OpenVINORunner:
             self._dynamic = _Compiled(self.core.compile_model(self.graph, "CPU", self.config))
         return self._dynamic
 
+    def _compile_static(self, shape: tuple) -> _Compiled:
+        import openvino as ov
+
+        path = self._static_ir(shape)
+        if path is not None and path.is_file() and path.with_suffix(".bin").is_file():
+            try:  # (never touch the file: OpenVINO's cache key for a path includes its modification time)
+                return _Compiled(self.core.compile_model(str(path), "CPU", self.config))
+            except (OSError, RuntimeError):
+                pass  # a damaged file: compile from the graph below and write it again
+        graph = self.graph.clone()
+        graph.reshape({0: list(shape)})
+        if path is not None:
+            try:
+                _save_ir(ov, graph, path)
+                statics = sorted(self.cache.glob(f"static-{self.key}-*.xml"), key=lambda p: p.stat().st_mtime)
+                for old in statics[:-MAX_STATIC_IR]:
+                    old.with_suffix(".bin").unlink(missing_ok=True)
+                    old.unlink(missing_ok=True)
+                return _Compiled(self.core.compile_model(str(path), "CPU", self.config))
+            except (OSError, RuntimeError):
+                pass
+        return _Compiled(self.core.compile_model(graph, "CPU", self.config))
+
     def _for_shape(self, shape: tuple) -> _Compiled:
         with self.lock:
             if shape in self.static:
                 self.static.move_to_end(shape)
                 return self.static[shape]
             self.seen[shape] = self.seen.get(shape, 0) + 1
-            marker = self._marker(shape)
-            if self.seen[shape] < 2 and not (marker is not None and marker.exists()):
+            path = self._static_ir(shape)
+            if self.seen[shape] < 2 and not (path is not None and path.is_file()):
                 return self.dynamic
-            graph = self.graph.clone()
-            graph.reshape({0: list(shape)})
-            compiled = self.static[shape] = _Compiled(self.core.compile_model(graph, "CPU", self.config))
-            if marker is not None:
-                try:
-                    marker.parent.mkdir(exist_ok=True)
-                    marker.touch()
-                except OSError:
-                    pass
+            compiled = self.static[shape] = self._compile_static(shape)
             while len(self.static) > self.max_static:
                 self.static.popitem(last=False)
             return compiled
@@ -372,6 +432,18 @@ class _OpenVINORunner:
     def __call__(self, lq: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(lq.detach().to("cpu", torch.float32).numpy())
         return self._for_shape(tuple(array.shape))(array)
+
+
+#: Static-shape IR files kept on disk per graph (each holds a copy of the weights).
+MAX_STATIC_IR = 4
+
+
+def _save_ir(ov, graph, xml: Path) -> None:
+    """Write ``graph`` as IR at ``xml`` (+ ``.bin``) through a partial name, so readers never see half a file."""
+    partial = xml.with_name(f"partial-{os.getpid()}-{threading.get_ident()}-{xml.name}")
+    ov.save_model(graph, str(partial), compress_to_fp16=False)
+    partial.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+    partial.replace(xml)
 
 
 class _OnnxRuntimeRunner:
@@ -474,16 +546,23 @@ def make_runner(model: nn.Module, net: nn.Module, plan: Plan, *, threads: int | 
         return _CudaGraphRunner(fast) if plan.cuda_graphs else fast
     if plan.runtime == "torch":
         return _TorchRunner(net, autocast_bf16=plan.precision == "bf16")
-    if plan.precision == "mixed":
-        if plan.runtime != "openvino":
-            raise ValueError("mixed precision runs on OpenVINO only (its bfloat16 convolutions in a float32 graph)")
-        onnx_bytes = exported_graph(model, mixed=True)
-    else:
-        onnx_bytes = exported_graph(model)
+    mixed = plan.precision == "mixed"
+    if mixed and plan.runtime != "openvino":
+        raise ValueError("mixed precision runs on OpenVINO only (its bfloat16 convolutions in a float32 graph)")
+    if mixed and getattr(model, "mixed_bfloat16", None) is None:
+        raise ValueError(f"{type(model).__name__} has no mixed-precision form")
+    key = graph_key(model, mixed=mixed)
     if plan.runtime == "openvino":
-        fast = _OpenVINORunner(onnx_bytes, precision=plan.precision, threads=threads)
+        # With the graph already in OpenVINO's cache, the ONNX graph is read only if that copy fails;
+        # otherwise it is exported now, so an export failure falls back to eager once, here.
+        folder = _openvino_cache_dir()
+        if folder is not None and (folder / f"graph-{key}.xml").is_file():
+            onnx: Callable[[], bytes] | bytes = lambda: exported_graph(model, mixed=mixed, key=key)  # noqa: E731
+        else:
+            onnx = exported_graph(model, mixed=mixed, key=key)
+        fast = _OpenVINORunner(onnx, precision=plan.precision, threads=threads, key=key)
     elif plan.runtime == "onnxruntime":
-        fast = _OnnxRuntimeRunner(onnx_bytes, threads=threads)
+        fast = _OnnxRuntimeRunner(exported_graph(model, key=key), threads=threads)
     else:
         raise ValueError(f"unknown runtime {plan.runtime!r}; expected one of {RUNTIMES}")
     return _WithFallback(fast, net, plan)

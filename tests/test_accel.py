@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -186,14 +187,41 @@ def test_openvino_compiled_graphs_are_cached_on_disk(tmp_path):
     first(lq), first(lq)  # dynamic, then compiled static: a marker and a blob are written
     cache = tmp_path / "cache" / "openvino"
     assert len(list(cache.glob("graph-*.xml"))) == 1 and list(cache.glob("*.blob"))
-    assert len(list((cache / "shapes").iterdir())) == 1
-    second = accel._OpenVINORunner(graph, precision="fp32", threads=1)  # as in a new process
+    assert [p.name for p in cache.glob("static-*.xml")] == [f"static-{first.key}-1x3x20x24.xml"]
+    second = accel._OpenVINORunner(  # as in a new process: the ONNX graph is never read
+        lambda: pytest.fail("read the ONNX graph"), precision="fp32", threads=1, key=first.key
+    )
     with torch.no_grad():
         assert float((second(lq) - model(lq)).abs().max()) < 1e-4
     assert list(second.static) == [tuple(lq.shape)] and second._dynamic is None  # static at first sight
     other = torch.rand(1, 3, 16, 16)
-    second(other)
-    assert second._dynamic is not None  # a shape never compiled before starts on the dynamic graph
+    with torch.no_grad():
+        assert float((second(other) - model(other)).abs().max()) < 1e-4
+    assert second._dynamic is not None  # a shape never compiled before starts on the dynamic graph (the IR)
+
+
+def test_openvino_blob_cache_is_pruned_oldest_first(tmp_path, monkeypatch):
+    folder = tmp_path / "cache" / "openvino"
+    folder.mkdir(parents=True)
+    for index in range(5):
+        (folder / f"{index}.blob").write_bytes(b"x" * 100)
+        os.utime(folder / f"{index}.blob", (1000 + index, 1000 + index))
+    monkeypatch.setattr(accel, "OPENVINO_CACHE_BYTES", 250)
+    accel._pruned.clear()
+    assert accel._openvino_cache_dir() == folder
+    assert sorted(p.name for p in folder.glob("*.blob")) == ["3.blob", "4.blob"]
+
+
+def test_static_ir_files_are_bounded_per_graph():
+    pytest.importorskip("openvino")
+    model = tiny_vgg()
+    runner = accel._OpenVINORunner(accel.exported_graph(model), precision="fp32", threads=1, max_static=8)
+    for side in range(16, 16 + 2 * (accel.MAX_STATIC_IR + 2), 2):
+        lq = torch.rand(1, 3, side, side)
+        runner(lq), runner(lq)
+    cache = runner.cache
+    assert len(list(cache.glob(f"static-{runner.key}-*.xml"))) == accel.MAX_STATIC_IR
+    assert len(list(cache.glob(f"static-{runner.key}-*.bin"))) == accel.MAX_STATIC_IR
 
 
 def test_mixed_graph_cache_hit_builds_no_mixed_copy(monkeypatch):

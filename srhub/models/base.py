@@ -122,6 +122,39 @@ def _is_meta(model: nn.Module) -> bool:
     return any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
 
 
+class _MetaDevice(torch.overrides.TorchFunctionMode):
+    """``torch.device("meta")`` that also skips in-place fills (initialisers) of meta tensors.
+
+    A model built here is only counted or loaded into, so its random initialisation is never
+    used; on the meta device it would still be dispatched through PyTorch's reference
+    decompositions, whose first use imports ``torch._refs`` (about a second). Per thread,
+    like every torch function mode.
+    """
+
+    _FILLS = frozenset(
+        getattr(torch.Tensor, name)
+        for name in ("normal_", "uniform_", "fill_", "zero_", "copy_", "bernoulli_", "exponential_", "random_")
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.device = torch.device("meta")
+
+    def __enter__(self):
+        self.device.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        result = super().__exit__(*exc)
+        self.device.__exit__(*exc)
+        return result
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self._FILLS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 def check_config(cls: type[nn.Module], config: dict[str, Any], *, source: str) -> None:
     """Refuse a config that would build an absurd model, before anything is built.
 
@@ -148,7 +181,7 @@ def check_config(cls: type[nn.Module], config: dict[str, Any], *, source: str) -
             if len(value) > 64:
                 raise WeightsError(f"{CONFIG_NAME} of {source}: {key} holds {len(value)} items; at most 64")
     try:
-        with torch.device("meta"):
+        with _MetaDevice():
             probe = cls(**config)
     except (TypeError, ValueError) as error:
         raise WeightsError(f"{CONFIG_NAME} of {source} does not describe a valid {cls.__name__}: {error}") from error
@@ -167,7 +200,7 @@ def build_empty(cls: type[nn.Module], config: dict[str, Any]) -> nn.Module:
     Architectures with non-persistent buffers (constants the weights file does not
     hold) are built normally. The meta device context is per thread.
     """
-    with torch.device("meta"):
+    with _MetaDevice():
         model = cls(**config)
     persistent = set(model.state_dict())
     if any(name not in persistent for name, _ in model.named_buffers()):
