@@ -226,7 +226,7 @@ def check_first_call(work: Path, models: list[str]) -> None:
     image = work / "in96.png"
     Image.open(ROOT / "examples" / "dogs.png").convert("RGB").crop((0, 0, 96, 96)).save(image)
     print("\n## First call in a new process (upscale_files, as `srhub upscale` runs it, on a loaded model; 96x96 input)\n")
-    print("| model | cache | import s | load s | first call s | warm call s | first / warm | whole `srhub upscale` s |")
+    print("| model | cache | import s | load s | first call s | warm call s | first / warm | whole `srhub upscale` s, run after (cache filled) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for model in models:
         cache = work / f"cache-{model}"
