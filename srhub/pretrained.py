@@ -675,12 +675,25 @@ def export_trained(name: str, folder: str | os.PathLike) -> Path:
     return folder
 
 
-def _trained(name: str, architecture: str, config: dict, description: str) -> PretrainedSpec:
+def _trained_on(name: str) -> str:
+    """Where a shipped model's record says it was trained, for its one-line description."""
+    try:
+        training = json.loads(package_weights_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))["training"]
+    except (OSError, KeyError, ValueError):
+        return "trained by srhub"
+    data = str(training.get("data", ""))
+    source = "the 291-image set" if "train-291" in data else "photos-43" if "photos-43" in data else "its own data"
+    where = "one GPU" if "GPU" in str(training.get("hardware", "")) or "H200" in str(training.get("hardware", "")) else "2 CPU cores"
+    return f"trained by srhub on {source} ({where})"
+
+
+def _trained(name: str, architecture: str, config: dict, description: str, note: str = "") -> PretrainedSpec:
+    """A model srhub trained and ships; ``description`` is completed with where it was trained (from its record)."""
     return PretrainedSpec(
         name=name,
         architecture=architecture,
         config=config,
-        description=description,
+        description=f"{description}, {_trained_on(name)}" + (f"; {note}" if note else ""),
         license="apache-2.0",
         hub_repo_id=f"srhub/{name}",
         url="https://github.com/srhub/srhub",
@@ -720,38 +733,38 @@ PRETRAINED.update(
     {
         spec.name: spec
         for spec in [
-            _trained("espcn-x2", "espcn", _espcn(2), "ESPCN x2 (luma), trained by srhub on photos-43; tiny and fast"),
-            _trained("espcn-x3", "espcn", _espcn(3), "ESPCN x3 (luma), trained by srhub on photos-43; tiny and fast"),
-            _trained("espcn-x4", "espcn", _espcn(4), "ESPCN x4 (luma), trained by srhub on photos-43; tiny and fast"),
-            _trained("fsrcnn-x2", "fsrcnn", _fsrcnn(2), "FSRCNN x2 (luma), trained by srhub on photos-43; the fastest"),
-            _trained("fsrcnn-x3", "fsrcnn", _fsrcnn(3), "FSRCNN x3 (luma), trained by srhub on photos-43; the fastest"),
-            _trained("fsrcnn-x4", "fsrcnn", _fsrcnn(4), "FSRCNN x4 (luma), trained by srhub on photos-43; the fastest"),
-            _trained("srcnn-x2", "srcnn", _srcnn(2), "SRCNN 9-5-5 x2 (luma), trained by srhub on photos-43"),
-            _trained("srcnn-x3", "srcnn", _srcnn(3), "SRCNN 9-5-5 x3 (luma), trained by srhub on photos-43"),
-            _trained("srcnn-x4", "srcnn", _srcnn(4), "SRCNN 9-5-5 x4 (luma), trained by srhub on photos-43"),
+            _trained("espcn-x2", "espcn", _espcn(2), "ESPCN x2 (luma)", "tiny and fast"),
+            _trained("espcn-x3", "espcn", _espcn(3), "ESPCN x3 (luma)", "tiny and fast"),
+            _trained("espcn-x4", "espcn", _espcn(4), "ESPCN x4 (luma)", "tiny and fast"),
+            _trained("fsrcnn-x2", "fsrcnn", _fsrcnn(2), "FSRCNN x2 (luma)", "the fastest"),
+            _trained("fsrcnn-x3", "fsrcnn", _fsrcnn(3), "FSRCNN x3 (luma)", "the fastest"),
+            _trained("fsrcnn-x4", "fsrcnn", _fsrcnn(4), "FSRCNN x4 (luma)", "the fastest"),
+            _trained("srcnn-x2", "srcnn", _srcnn(2), "SRCNN 9-5-5 x2 (luma)"),
+            _trained("srcnn-x3", "srcnn", _srcnn(3), "SRCNN 9-5-5 x3 (luma)"),
+            _trained("srcnn-x4", "srcnn", _srcnn(4), "SRCNN 9-5-5 x4 (luma)"),
             _trained(
                 "pisr-x2", "fsrcnn", _fsrcnn(2),
-                "PISR student x2: an FSRCNN (luma) distilled from a teacher that sees the HR image, trained by srhub",
+                "PISR student x2: an FSRCNN (luma) distilled from a teacher that sees the HR image",
             ),
             _trained(
                 "pisr-x3", "fsrcnn", _fsrcnn(3),
-                "PISR student x3: an FSRCNN (luma) distilled from a teacher that sees the HR image, trained by srhub",
+                "PISR student x3: an FSRCNN (luma) distilled from a teacher that sees the HR image",
             ),
             _trained(
                 "pisr-x4", "fsrcnn", _fsrcnn(4),
-                "PISR student x4: an FSRCNN (luma) distilled from a teacher that sees the HR image, trained by srhub",
+                "PISR student x4: an FSRCNN (luma) distilled from a teacher that sees the HR image",
             ),
-            _trained("bsrn-x4", "bsrn", _bsrn(4), "BSRN x4 (RGB), trained by srhub on photos-43 (short CPU run)"),
-            _trained("bsrn-s-x2", "bsrn-s", _bsrn_s(2), "BSRN-S x2 (RGB), trained by srhub on photos-43"),
-            _trained("bsrn-s-x3", "bsrn-s", _bsrn_s(3), "BSRN-S x3 (RGB), trained by srhub on photos-43"),
-            _trained("bsrn-s-x4", "bsrn-s", _bsrn_s(4), "BSRN-S x4 (RGB), trained by srhub on photos-43"),
+            _trained("bsrn-x4", "bsrn", _bsrn(4), "BSRN x4 (RGB)"),
+            _trained("bsrn-s-x2", "bsrn-s", _bsrn_s(2), "BSRN-S x2 (RGB)"),
+            _trained("bsrn-s-x3", "bsrn-s", _bsrn_s(3), "BSRN-S x3 (RGB)"),
+            _trained("bsrn-s-x4", "bsrn-s", _bsrn_s(4), "BSRN-S x4 (RGB)"),
             _trained(
                 "srresnet-x4", "srresnet", {"scale": 4, "in_channels": 3, "num_features": 64, "num_blocks": 16},
-                "SRResNet x4 (RGB, MSE), trained by srhub on photos-43 (short CPU run)",
+                "SRResNet x4 (RGB, MSE)",
             ),
             _trained(
                 "ebrn-x4", "ebrn", {"scale": 4, "in_channels": 3, "num_features": 64, "extraction_features": 256, "num_blocks": 10},
-                "EBRN x4 (RGB, L1), trained by srhub on photos-43 (short CPU run)",
+                "EBRN x4 (RGB, L1)",
             ),
         ]
     }
