@@ -80,6 +80,8 @@ class TileOutOfMemory(RuntimeError):
 # ---------------------------------------------------------------------- models, devices, precision
 _loaded_lock = threading.Lock()
 _loaded: dict[str, nn.Module] = {}
+#: Held while a squeeze-excitation model's tiles share whole-image gates (state on the model's blocks).
+_gates_lock = threading.RLock()
 
 
 def resolve_model(model: nn.Module | str | os.PathLike) -> nn.Module:
@@ -376,8 +378,9 @@ def tiled_forward(
             if hasattr(model, "synchronised_gates") and max(lq.shape[-2:]) > size:
                 # Squeeze-excitation models (Real-CUGAN, waifu2x cunet) gate by whole-image channel means:
                 # tiles share the means of one whole-image run (downscaled to one tile's area if larger).
+                # The shared means live on the (shared) model's blocks, so one such run at a time.
                 eager = _prepared(model, dev, run.dtype)
-                with eager.synchronised_gates(lq.to(dev, run.dtype), max_pixels=size * size):
+                with _gates_lock, eager.synchronised_gates(lq.to(dev, run.dtype), max_pixels=size * size):
                     result = _tiled(run, eager, lq, size, min(tile_overlap, size // 2))
             else:
                 result = _tiled(run, net, lq, size, min(tile_overlap, size // 2))

@@ -417,3 +417,17 @@ def test_upscale_path_matches_ncnn_on_odd_sizes(name, datasets_root, tmp_path, m
     for fast in (False, True):
         difference = (tiled_forward(model, lq, fast=fast) - reference).abs() * 255
         assert difference.max() <= 2.0 and difference.mean() <= 0.2, (fast, float(difference.max()))
+
+
+def test_tiled_squeeze_excitation_runs_from_two_threads(datasets_root):
+    """The shared whole-image gates live on the model's blocks: concurrent tiled runs of one model must
+    still each get their own image's gates (they are serialised), equal to running them one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = srhub.RealCUGAN(scale=2).eval()
+    images = [crop(datasets_root, "Set5", name, 60, 60, 90, 84) for name in ("baby.png", "butterfly.png")]
+    alone = [tiled_forward(model, lq, tile=64, fast=False) for lq in images]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda lq: tiled_forward(model, lq, tile=64, fast=False), images))
+    for a, b in zip(alone, together):
+        assert torch.equal(a, b)
