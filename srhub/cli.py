@@ -134,6 +134,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
     except (ValueError, OSError, KeyError) as error:  # bad options or a model that cannot be loaded
         print(f"srhub upscale: {error}", file=sys.stderr)
         return 2
+    finally:
+        distributed.finish(state)
     if state is None or state.is_main_process:
         print(f"{len(report.written)} written, {len(report.skipped)} skipped, {len(report.failed)} failed")
     return 1 if report.failed else 0
@@ -176,9 +178,8 @@ def _run_video(args: argparse.Namespace) -> int:
     except (ValueError, OSError, KeyError, ImportError) as error:  # VideoError is a ValueError
         print(f"srhub video: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("srhub video: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    finally:  # Ctrl-C and SIGTERM are answered by main(), with one line; the partial file is already gone
+        distributed.finish(state)
     if report is None:  # a helper process; the main one reports
         return 0
     print(

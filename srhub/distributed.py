@@ -86,6 +86,20 @@ class _Progress:
             self.bar.close()
 
 
+def finish(state) -> None:
+    """Tear down the process group once every process is done (after the last barrier).
+
+    A process that exits with the gloo process group still alive can abort at exit
+    ("terminate called without an active exception", seen once in a 2-process video run).
+    """
+    if state is None:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 # ---------------------------------------------------------------------- images
 def upscale_files(inputs, output, *, state, progress: bool = True, **options):
     """:func:`srhub.inference.upscale_files` with the files dealt out among the processes; the gathered report."""
