@@ -29,9 +29,10 @@ class ConvertedModel:
 
 
 def skeleton_model(cls, config: dict[str, Any]) -> nn.Module:
-    """``cls(**config)`` on the meta device: shapes only, no memory."""
-    with torch.device("meta"):
-        return cls(**config)
+    """``cls(**config)`` on the meta device: shapes only, no memory (initialisers skipped)."""
+    from ..models.base import meta_model
+
+    return meta_model(cls, config)
 
 
 def with_weights(cls, config: dict, state: dict[str, torch.Tensor], *, source: str) -> nn.Module:

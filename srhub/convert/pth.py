@@ -26,10 +26,9 @@ from typing import Any
 
 import torch
 
-from .common import ConversionError, ConvertedModel, load_strict, skeleton_model
+from ..models.base import MAX_PARAMETERS, WeightsError, check_config
+from .common import ConversionError, ConvertedModel, with_weights
 
-#: Most values a checkpoint's tensors may hold in all, and most parameters of a model built from one.
-MAX_PARAMETERS = 1_000_000_000
 #: Sane ranges of the constructor arguments inferred from a checkpoint's shapes.
 _ARGUMENT_RANGES = {"num_features": (1, 4096), "num_blocks": (1, 1000), "growth_channels": (1, 4096),
                     "num_convs": (0, 1000), "in_channels": (1, 64), "out_channels": (1, 64)}  # fmt: skip
@@ -105,18 +104,12 @@ def check_tensor_sizes(state: dict[str, torch.Tensor], source: str) -> None:
 
 
 def check_inferred_config(cls, config: dict[str, Any], source: str) -> None:
-    """Check a configuration read off tensor shapes before building the model it implies."""
-    for name, (low, high) in _ARGUMENT_RANGES.items():
-        value = config.get(name)
-        if value is not None and not low <= value <= high:
-            raise ConversionError(f"{source}: the shapes imply {name}={value}, outside the sane range {low}..{high}")
+    """Check a configuration read off tensor shapes before building the model it implies: the
+    checks of a ``config.json`` (:func:`srhub.models.base.check_config`), with this door's ranges."""
     try:
-        skeleton = skeleton_model(cls, config)
-    except (ValueError, TypeError) as error:
-        raise ConversionError(f"{source}: the shapes imply {config}, which is invalid: {error}") from error
-    count = sum(math.prod(p.shape) for p in skeleton.parameters())
-    if count > MAX_PARAMETERS:
-        raise ConversionError(f"{source}: the shapes imply a model of {count:,} parameters; refused")
+        check_config(cls, config, source=f"{source} (the configuration its shapes imply)", ranges=_ARGUMENT_RANGES)
+    except WeightsError as error:
+        raise ConversionError(str(error)) from error
 
 
 def _unwrap_state_dict(checkpoint: Any, source: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -259,8 +252,7 @@ def convert_pth(path: str | os.PathLike) -> ConvertedModel:
     state = {k: v for k, v in state.items() if k not in (_NUNIF_NAME, _CUGAN_PRO)}
     cls = get_model_class(architecture)
     check_inferred_config(cls, config, str(path))
-    model = cls(**config)
-    load_strict(model, {k: v.float() for k, v in state.items()}, source=str(path))
+    model = with_weights(cls, config, {k: v.float() for k, v in state.items()}, source=str(path))
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
     return ConvertedModel(
         model=model.eval(),

@@ -155,12 +155,26 @@ class _MetaDevice(torch.overrides.TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def check_config(cls: type[nn.Module], config: dict[str, Any], *, source: str) -> None:
-    """Refuse a config that would build an absurd model, before anything is built.
+def meta_model(cls: type[nn.Module], config: dict[str, Any]) -> nn.Module:
+    """``cls(**config)`` on the meta device with its initialisers skipped: shapes only, no memory."""
+    with _MetaDevice():
+        return cls(**config)
 
-    Integer arguments must lie in :data:`CONFIG_INT_RANGES` (by name), floats must be
-    finite, and the model built on the meta device (no memory) may have at most
-    :data:`MAX_PARAMETERS` parameters. Raises :class:`WeightsError` naming the argument.
+
+def check_config(
+    cls: type[nn.Module],
+    config: dict[str, Any],
+    *,
+    source: str,
+    ranges: dict[str, tuple[int, int]] = CONFIG_INT_RANGES,
+) -> nn.Module:
+    """Refuse a config that would build an absurd model, before anything is built; return the
+    model built on the meta device (no memory) for loading into, see :func:`build_empty`.
+
+    Integer arguments must lie in ``ranges`` (by name; others in 0..4096), floats must be
+    finite, and the meta model may have at most :data:`MAX_PARAMETERS` parameters. Raises
+    :class:`WeightsError` naming the argument; ``source`` starts each message (e.g.
+    ``"config.json of 'org/model'"``).
     """
     import math
 
@@ -168,40 +182,38 @@ def check_config(cls: type[nn.Module], config: dict[str, Any], *, source: str) -
         if isinstance(value, bool) or value is None or isinstance(value, str):
             continue
         if isinstance(value, int):
-            low, high = CONFIG_INT_RANGES.get(key, _DEFAULT_INT_RANGE)
+            low, high = ranges.get(key, _DEFAULT_INT_RANGE)
             if not low <= value <= high:
                 raise WeightsError(
-                    f"{CONFIG_NAME} of {source}: {key}={value} is outside the range srhub accepts "
-                    f"for {cls.__name__} ({low}..{high})"
+                    f"{source}: {key}={value} is outside the range srhub accepts for {cls.__name__} ({low}..{high})"
                 )
         elif isinstance(value, float):
             if not math.isfinite(value) or abs(value) > 1e6:
-                raise WeightsError(f"{CONFIG_NAME} of {source}: {key}={value} is not a sane number")
+                raise WeightsError(f"{source}: {key}={value} is not a sane number")
         elif isinstance(value, (list, tuple, dict)):
             if len(value) > 64:
-                raise WeightsError(f"{CONFIG_NAME} of {source}: {key} holds {len(value)} items; at most 64")
+                raise WeightsError(f"{source}: {key} holds {len(value)} items; at most 64")
     try:
-        with _MetaDevice():
-            probe = cls(**config)
+        probe = meta_model(cls, config)
     except (TypeError, ValueError) as error:
-        raise WeightsError(f"{CONFIG_NAME} of {source} does not describe a valid {cls.__name__}: {error}") from error
+        raise WeightsError(f"{source} does not describe a valid {cls.__name__}: {error}") from error
     count = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
     if count > MAX_PARAMETERS:
         raise WeightsError(
-            f"{CONFIG_NAME} of {source} describes a {cls.__name__} of {count:,} parameters; "
-            f"srhub refuses more than {MAX_PARAMETERS:,}"
+            f"{source} describes a {cls.__name__} of {count:,} parameters; srhub refuses more than {MAX_PARAMETERS:,}"
         )
+    return probe
 
 
-def build_empty(cls: type[nn.Module], config: dict[str, Any]) -> nn.Module:
+def build_empty(cls: type[nn.Module], config: dict[str, Any], *, meta: nn.Module | None = None) -> nn.Module:
     """``cls(**config)`` with its parameters on the meta device, for loading weights into.
 
     Skips the random initialisation the weights would overwrite (a second for RRDBNet).
+    ``meta`` is that model if already built (:func:`check_config` returns it).
     Architectures with non-persistent buffers (constants the weights file does not
     hold) are built normally. The meta device context is per thread.
     """
-    with _MetaDevice():
-        model = cls(**config)
+    model = meta if meta is not None else meta_model(cls, config)
     persistent = set(model.state_dict())
     if any(name not in persistent for name, _ in model.named_buffers()):
         return cls(**config)
@@ -367,8 +379,8 @@ class SRModel(
         unknown = sorted(set(config) - set(cls._hub_mixin_init_parameters) - {"architecture"})
         if unknown:
             raise ValueError(f"{CONFIG_NAME} of {model_id!r} has arguments {cls.__name__} does not take: {unknown}")
-        check_config(cls, model_kwargs, source=repr(model_id))
-        model = build_empty(cls, model_kwargs)
+        meta = check_config(cls, model_kwargs, source=f"{CONFIG_NAME} of {model_id!r}")
+        model = build_empty(cls, model_kwargs, meta=meta)
         if os.path.isdir(model_id):
             weights = os.path.join(model_id, WEIGHTS_NAME)
         else:
