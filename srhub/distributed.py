@@ -221,7 +221,7 @@ def join_segments(input: Path, parts: list[Path], output: Path) -> None:
     the chapters and metadata of ``input``; packets interleaved by time. Atomic, like ``upscale_video``."""
     import av
 
-    from .video import _add_streams
+    from .video import _add_streams, discard_partial
 
     partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.partial{output.suffix}")
     source = av.open(str(input))
@@ -279,12 +279,7 @@ def join_segments(input: Path, parts: list[Path], output: Path) -> None:
         target = None
         os.replace(partial, output)
     except BaseException:
-        if target is not None:
-            try:
-                target.close()
-            except Exception:  # noqa: BLE001 - the file is deleted anyway
-                pass
-        partial.unlink(missing_ok=True)
+        discard_partial(target, partial)
         raise
     finally:
         source.close()

@@ -454,6 +454,16 @@ class VideoReport:
 _END = ("end", None)
 
 
+def discard_partial(target, partial: Path) -> None:
+    """After a failure: close the output container if it is open (errors ignored) and delete its partial file."""
+    if target is not None:
+        try:
+            target.close()
+        except Exception:  # noqa: BLE001 - the file is deleted anyway
+            pass
+    partial.unlink(missing_ok=True)
+
+
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     """Put ``item`` unless ``stop`` is set first; False when stopped."""
     while not stop.is_set():
@@ -724,12 +734,7 @@ def upscale_video(
         stop.set()
         for thread in threads:  # they notice ``stop`` within 0.1 s; the file is closed only after them
             thread.join()
-        if target is not None:
-            try:
-                target.close()
-            except Exception:  # noqa: BLE001 - the file is deleted anyway
-                pass
-        partial.unlink(missing_ok=True)
+        discard_partial(target, partial)
         raise
     finally:
         bar.close()
