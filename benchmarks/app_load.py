@@ -51,9 +51,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(port: int, models: str | None, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+def start_app(port: int, models: str | None, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python app.py`` on ``port``, logging to ``log_path``; ``models`` (a folder of model folders) or the
+    pretrained models; ``env`` is added to the environment."""
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), **(env or {})}
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    env.pop("SRHUB_APP_MODELS", None)
     if models:
         env["SRHUB_APP_MODELS"] = str(Path(models).resolve())
     with open(log_path, "wb") as log:

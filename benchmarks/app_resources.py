@@ -27,18 +27,19 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from srhub.accel import cpu_description
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_load import free_port, start_app, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,12 +58,6 @@ def status(pid: int) -> dict[str, int]:
 
 def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def folder_bytes(*folders: Path) -> int:
@@ -85,31 +80,11 @@ class App:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        full_env = {
-            **os.environ,
-            "GRADIO_SERVER_NAME": "127.0.0.1",
-            "GRADIO_SERVER_PORT": str(self.port),
-            "GRADIO_ANALYTICS_ENABLED": "False",
-            "GRADIO_TEMP_DIR": str(self.tmp / "gradio"),
-            "TMPDIR": str(self.tmp),
-            "HF_HUB_OFFLINE": "1",
-            **env,
-        }
-        full_env.pop("SRHUB_APP_MODELS", None)
         self.log = work / "app.log"
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                with urllib.request.urlopen(self.url, timeout=2):
-                    break
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"app.py did not start:\n{self.log.read_text()[-2000:]}")
-                time.sleep(0.5)
+        self.process = start_app(self.port, None, self.log, env={
+            "GRADIO_TEMP_DIR": str(self.tmp / "gradio"), "TMPDIR": str(self.tmp), "HF_HUB_OFFLINE": "1", **env,
+        })  # fmt: skip
+        wait_ready(self.process, self.url, self.log, timeout=240)
         from gradio_client import Client
 
         self.client = Client(self.url, verbose=False, analytics_enabled=False, download_files=str(work / "downloads"))
