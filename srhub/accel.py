@@ -240,12 +240,6 @@ def _openvino_cache_dir() -> Path | None:
 _TRACE_SAFE = frozenset({"rrdbnet", "srvggnet-compact", "srcnn", "espcn", "fsrcnn", "srresnet"})
 
 
-#: Models with at least this many parameters have their exported graph cached on disk:
-#: all of them (RRDBNet's export takes ~10 s; the smallest models still take about a second,
-#: which is most of a new process's first call).
-DISK_CACHE_MIN_PARAMETERS = 0
-
-
 def graph_key(model: nn.Module, *, mixed: bool = False) -> str:
     """The cache key of ``model``'s exported graph: architecture, variant and weights hash."""
     architecture = getattr(model, "architecture", type(model).__name__.lower())
@@ -253,18 +247,17 @@ def graph_key(model: nn.Module, *, mixed: bool = False) -> str:
 
 
 def exported_graph(
-    model: nn.Module, *, disk_cache: bool | None = None, mixed: bool = False, key: str | None = None
+    model: nn.Module, *, disk_cache: bool = True, mixed: bool = False, key: str | None = None
 ) -> bytes:
     """ONNX bytes of ``model`` (dynamic H/W), from the disk cache or exported (and verified) now.
 
-    ``disk_cache`` None caches models of at least ``DISK_CACHE_MIN_PARAMETERS`` parameters.
+    Every model's graph is cached on disk (``disk_cache``): RRDBNet's export takes ~10 s, and
+    even a small model's second of export is most of a new process's first call.
     ``mixed`` exports the model's ``mixed_bfloat16()`` copy; the cache key is taken from the
     model itself, so a cache hit never builds that copy (seconds for RRDBNet).
     """
     from .export import export_onnx
 
-    if disk_cache is None:
-        disk_cache = sum(p.numel() for p in model.parameters()) >= DISK_CACHE_MIN_PARAMETERS
     path = None
     if disk_cache:
         path = _onnx_cache_dir() / f"{key or graph_key(model, mixed=mixed)}.onnx"
