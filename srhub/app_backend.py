@@ -347,6 +347,8 @@ def prune_results(*, max_age: float | None = None, keep: int = MAX_KEPT_RESULTS)
     now = time.time()
     entries = []
     for path in results_dir().iterdir():
+        if path.name.startswith("."):  # a result still being written (srhub's partial files are hidden)
+            continue
         try:
             entries.append((path.stat().st_mtime, path))
         except FileNotFoundError:  # another request pruned it first
@@ -389,16 +391,22 @@ def start_sweeper(blocks: Any, *, every: float, age: float) -> threading.Thread:
     return thread
 
 
-def save_png(image: Image.Image | "imageio.Image", *, stem: str) -> str:
-    """Write the full-resolution result as a PNG in :func:`results_dir`; return its path.
+def result_path(stem: str, suffix: str) -> Path:
+    """A new, unique file name in :func:`results_dir` for one request's result.
 
-    An :class:`srhub.io.Image` keeps its alpha, 16 bits and colour profile. Older results
-    are pruned first (:func:`prune_results`), so the folder stays bounded however long
-    the app runs. Names are unique per request.
+    Older results are pruned first (:func:`prune_results`), so the folder stays bounded
+    however long the app runs, whatever kind of result (PNG, MP4) it holds.
     """
     prune_results(keep=MAX_KEPT_RESULTS - 1)  # room for this one
-    folder = results_dir()
-    path = folder / f"{stem[:80]}-{time.time_ns() % 10**12:012d}-{threading.get_ident() % 10**6}.png"
+    return results_dir() / f"{stem[:80]}-{time.time_ns() % 10**12:012d}-{threading.get_ident() % 10**6}{suffix}"
+
+
+def save_png(image: Image.Image | "imageio.Image", *, stem: str) -> str:
+    """Write the full-resolution result as a PNG at a :func:`result_path`; return its path.
+
+    An :class:`srhub.io.Image` keeps its alpha, 16 bits and colour profile.
+    """
+    path = result_path(stem, ".png")
     if isinstance(image, Image.Image):
         image = imageio.from_pil(image)
     return str(imageio.write_image(image, path))
@@ -668,7 +676,7 @@ def upscale_video_file(
             f"x{outscale:g} would make {width}x{height} frames; this demo makes frames up to {cap:,} pixels "
             f"(e.g. {int(math.sqrt(cap * 16 / 9))}x{int(math.sqrt(cap * 9 / 16))}): choose a smaller video or scale"
         )
-    output = Path(tempfile.mkdtemp(prefix="srhub-video-")) / f"{Path(str(path)).stem}_{model_name}.mp4"
+    output = result_path(f"{Path(str(path)).stem}_{model_name}", ".mp4")  # pruned like the images
     try:
         report = _run_video_model(model_name, str(path), str(output), outscale)
     except VideoError as error:  # VideoTooLarge included: a header that understated the length

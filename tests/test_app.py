@@ -378,6 +378,9 @@ def test_client_upscale_video_and_its_caps(client, tmp_path, monkeypatch):
         frames = list(container.decode(video=0))
     assert len(frames) == info["frames"] == 4 and (frames[0].width, frames[0].height) == (144, 96)
     assert info["method"].startswith("luma")
+    from srhub import app_backend
+
+    assert list(app_backend.results_dir().glob("clip_*.mp4"))  # in the pruned results folder, not a folder per request
 
     monkeypatch.setenv("SRHUB_APP_MAX_VIDEO_SECONDS", "0.2")  # read per request by the server in this process
     with pytest.raises(AppError, match="up to 0.2 s"):
