@@ -45,7 +45,7 @@ def check_model_name(source: str) -> None:
 
     if source in PRETRAINED or os.path.isdir(source):
         return
-    looks_like_path = source.startswith((".", "/", "~")) or os.sep in source.rstrip(os.sep).split("/")[0]
+    looks_like_path = source.startswith((".", "/", "~")) or "\\" in source  # a relative, absolute, home or Windows path
     if _HUB_ID.match(source) and not looks_like_path and not os.path.exists(source):
         return
     import difflib
