@@ -70,6 +70,8 @@ MIN_TILE = 16
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ALPHA_MODES = ("model", "bicubic")
 EXISTING = ("error", "skip", "overwrite")
+#: Files ``upscale_files`` takes: the image formats srhub writes, and GIF (animated GIFs stay GIFs).
+INPUT_EXTENSIONS = (*IMAGE_EXTENSIONS, ".gif")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -552,7 +554,7 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     for entry in map(Path, inputs):
         if entry.is_dir():
             files.extend(
-                sorted(p for p in entry.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in (*IMAGE_EXTENSIONS, ".gif"))
+                sorted(p for p in entry.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in INPUT_EXTENSIONS)
             )
         else:
             files.append(entry)  # missing files are reported per file by upscale_files
@@ -561,7 +563,7 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
 
 def output_path(source: Path, output: Path, *, suffix: str, format: str, single: bool) -> Path:
     """Where the result of ``source`` goes: ``output`` itself for one input and an image extension, else in the folder."""
-    if single and output.suffix.lower() in (*IMAGE_EXTENSIONS, ".gif"):
+    if single and output.suffix.lower() in INPUT_EXTENSIONS:
         return output
     extension = source.suffix.lower() if format == "same" else "." + format.lower()
     if extension == ".gif" and format == "same":
