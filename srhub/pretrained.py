@@ -151,23 +151,34 @@ class PretrainedSpec:
         return sum(math.prod(p.shape) for p in model.parameters())
 
 
-def _realesrgan(name: str, file_stem: str, architecture: str, config: dict, description: str, original: str, *,
-                outscale: int | None = None) -> PretrainedSpec:  # fmt: skip
+def _ncnn_spec(family: str, package: str, url: str, name: str, stem: str, architecture: str, config: dict,
+               description: str, original: str, license: str, content: str, tags: tuple[str, ...], *,
+               outscale: int | None = None) -> PretrainedSpec:  # fmt: skip
     return PretrainedSpec(
         name=name,
         architecture=architecture,
         config=config,
         description=description,
-        license="bsd-3-clause",
+        license=license,
         hub_repo_id=f"srhub/{name}",
         original_name=original,
-        url=REALESRGAN_URL,
-        ncnn_package=REALESRGAN_PACKAGE,
-        ncnn_files=(f"models/{file_stem}.param", f"models/{file_stem}.bin"),
+        url=url,
+        ncnn_package=package,
+        ncnn_files=(f"models/{stem}.param", f"models/{stem}.bin"),
         outscale=outscale,
-        tags=("real-esrgan", "gan", "real-world"),
-        content="anime" if "anime" in name else "photo",
+        tags=tags,
+        family=family,
+        content=content,
     )
+
+
+def _realesrgan(name: str, file_stem: str, architecture: str, config: dict, description: str, original: str, *,
+                outscale: int | None = None) -> PretrainedSpec:  # fmt: skip
+    return _ncnn_spec(
+        "real-esrgan", REALESRGAN_PACKAGE, REALESRGAN_URL, name, file_stem, architecture, config, description,
+        original, "bsd-3-clause", "anime" if "anime" in name else "photo", ("real-esrgan", "gan", "real-world"),
+        outscale=outscale,
+    )  # fmt: skip
 
 
 _RRDB = {"scale": 4, "in_channels": 3, "out_channels": 3, "num_features": 64, "growth_channels": 32}
@@ -212,23 +223,6 @@ PRETRAINED: dict[str, PretrainedSpec] = {
 }  # fmt: skip
 
 
-def _ncnn_spec(family: str, package: str, url: str, name: str, stem: str, architecture: str, config: dict,
-               description: str, original: str, license: str, content: str, tags: tuple[str, ...]) -> PretrainedSpec:  # fmt: skip
-    return PretrainedSpec(
-        name=name,
-        architecture=architecture,
-        config=config,
-        description=description,
-        license=license,
-        hub_repo_id=f"srhub/{name}",
-        original_name=original,
-        url=url,
-        ncnn_package=package,
-        ncnn_files=(f"models/{stem}.param", f"models/{stem}.bin"),
-        tags=tags,
-        family=family,
-        content=content,
-    )
 
 
 #: Real-CUGAN's variants: file suffix -> (name suffix, original file name part, what it does).
