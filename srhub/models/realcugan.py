@@ -32,8 +32,10 @@ input as they are).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 
 import torch
 from torch import nn
@@ -96,28 +98,125 @@ class SEBlock(nn.Module):
 def synchronised_gates(model: nn.Module, lq: torch.Tensor, *, max_pixels: int) -> Iterator[None]:
     """Inside, every squeeze-excitation block gates with the channel means of a whole-image run.
 
-    The whole image (downscaled with antialiased bicubic to at most ``max_pixels`` when it is
-    larger, as realcugan-ncnn-vulkan's ``-c 3`` does) runs once and each block's means are kept;
-    tiles then share them instead of computing their own, so tiles agree with each other and
-    with an untiled run (exactly when no downscale was needed).
+    ``model`` has ``padded_input`` (what its ``forward`` pads) and the cascade ``unet1`` / ``unet2``.
+    When the padded image has at most ``max_pixels`` pixels, one whole-image run records each
+    block's means. A larger image never runs whole: :func:`tiled_means` computes the same means
+    block by block from tiles of ``max_pixels`` (what realcugan-ncnn-vulkan's accurate sync,
+    ``-c 1``, does). Tiles then share the means instead of computing their own, so they agree
+    with each other and with an untiled run.
     """
     blocks = [module for module in model.modules() if isinstance(module, SEBlock)]
-    h, w = lq.shape[-2:]
-    if h * w > max_pixels:
-        factor = (max_pixels / (h * w)) ** 0.5
-        size = (max(1, round(h * factor)), max(1, round(w * factor)))
-        lq = F.interpolate(lq, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    for block in blocks:
-        block.recorded = []
+    x = model.padded_input(lq)
     try:
         with torch.no_grad():
-            model(lq)
-        for block in blocks:
-            block.means, block.recorded = block.recorded[0], None
+            if x.shape[-2] * x.shape[-1] <= max_pixels:
+                for block in blocks:
+                    block.recorded = []
+                cascade(model.unet1, model.unet2, x)
+                for block in blocks:
+                    block.means, block.recorded = block.recorded[0], None
+            else:
+                tiled_means(model, x, tile=math.isqrt(max_pixels))
         yield
     finally:
         for block in blocks:
             block.means, block.recorded = None, None
+
+
+class _Reached(Exception):
+    """Ends a partial pass at the squeeze-excitation block whose input it wanted."""
+
+
+def _block_input(model: nn.Module, x: torch.Tensor, block: SEBlock) -> torch.Tensor:
+    """The input of ``block`` when the cascade runs on the padded tile ``x`` (nothing after it runs)."""
+    captured = []
+
+    def stop(module, args):
+        captured.append(args[0])
+        raise _Reached
+
+    handle = block.register_forward_pre_hook(stop)
+    try:
+        cascade(model.unet1, model.unet2, x)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+    return captured[0]
+
+
+def _geometry(model: nn.Module, like: torch.Tensor) -> list[tuple[SEBlock, Fraction, Fraction]]:
+    """The blocks in the order they run, each with (ratio, offset): its input's side is
+    ``ratio * padded side + offset``, and a tile starting at padded pixel ``a`` (on the stride
+    grid) yields the whole image's block input from row ``ratio * a`` on (unpadded convolutions
+    are shift-equivariant). Measured by two small probe runs."""
+    sides, order = [], []
+    blocks = [module for module in model.modules() if isinstance(module, SEBlock)]
+    for lq_side in (64, 96):  # multiples of every stride grid; large enough for every crop
+        x = model.padded_input(like.new_zeros(1, like.shape[1], lq_side, lq_side))
+        seen = {}
+
+        def note(module, args, seen=seen):
+            seen.setdefault(module, args[0].shape[-1])  # returns None: the input is left as it is
+
+        hooks = [block.register_forward_pre_hook(note) for block in blocks]
+        try:
+            cascade(model.unet1, model.unet2, x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        order = list(seen)
+        sides.append((x.shape[-1], [seen[b] for b in order]))
+    (p1, s1), (p2, s2) = sides
+    geometry = []
+    for block, a, b in zip(order, s1, s2):
+        ratio = Fraction(b - a, p2 - p1)
+        geometry.append((block, ratio, a - ratio * p1))
+    return geometry
+
+
+def _starts(length: int, tile: int, step: int, align: int) -> list[int]:
+    """Tile starts on the ``align`` grid, ``step`` apart; the last tile runs to the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, step))
+    last = (length - tile) // align * align
+    return starts + [last] if last > starts[-1] else starts
+
+
+def tiled_means(model: nn.Module, x: torch.Tensor, *, tile: int) -> None:
+    """Set every squeeze-excitation block's ``means`` to those of a whole-image run on the padded
+    image ``x``, from tiles of at most about ``tile`` x ``tile`` pixels.
+
+    Block k's means depend on blocks 1..k-1, so there is one pass per block: each tile runs up to
+    block k (the earlier blocks gating with their now known whole-image means), and adds the part
+    of block k's input that it owns (the tiles' parts partition the whole image's block input).
+    """
+    align = model.size_multiple
+    geometry = _geometry(model, x)
+    # A tile's block input must reach the next tile's first owned row: step <= tile + offset / ratio.
+    step = min(math.floor(tile + offset / ratio) for _, ratio, offset in geometry) // align * align
+    if step < align:
+        raise ValueError(f"{tile}px tiles are too small for {type(model).__name__}'s squeeze-excitation passes")
+    height, width = x.shape[-2:]
+    rows, cols = _starts(height, tile, step, align), _starts(width, tile, step, align)
+    for block, ratio, offset in geometry:
+        full_h, full_w = int(ratio * height + offset), int(ratio * width + offset)
+        total = torch.zeros(block.conv1.in_channels, dtype=torch.float64, device=x.device)
+        for i, top in enumerate(rows):
+            bottom = rows[i + 1] if i + 1 < len(rows) else None
+            for j, left in enumerate(cols):
+                right = cols[j + 1] if j + 1 < len(cols) else None
+                tile_x = x[..., top : top + tile if bottom is not None else height,
+                           left : left + tile if right is not None else width]
+                features = _block_input(model, tile_x, block)
+                y0, x0 = int(ratio * top), int(ratio * left)
+                y1 = int(ratio * bottom) if bottom is not None else full_h
+                x1 = int(ratio * right) if right is not None else full_w
+                if y1 - y0 > features.shape[-2] or x1 - x0 > features.shape[-1]:
+                    raise RuntimeError("tile geometry does not cover the squeeze-excitation input")  # a bug, never input
+                total += features[0, :, : y1 - y0, : x1 - x0].double().sum(dim=(1, 2))
+        block.means = (total / (full_h * full_w)).to(x.dtype).view(1, -1, 1, 1)
 
 
 class UNetConv(nn.Module):
@@ -267,11 +366,17 @@ class RealCUGAN(SRModel, tags=["realcugan", "anime"]):
         output pixel depends on ``padding`` input pixels around it (the unpadded convolutions' reach)."""
         return 4 * self.padding
 
-    def forward(self, lq: torch.Tensor) -> torch.Tensor:
+    def padded_input(self, lq: torch.Tensor) -> torch.Tensor:
+        """What the U-Nets see: the (Pro-normalised) input, reflection-padded and aligned as the reference does."""
         h, w = lq.shape[-2:]
         align, pad = ALIGNMENT[self.scale], self.padding
         lq = lq * 0.7 + 0.15 if self.pro_normalization else lq
-        x = reflect_pad(lq, pad, pad + (-w) % align, pad, pad + (-h) % align)
+        return reflect_pad(lq, pad, pad + (-w) % align, pad, pad + (-h) % align)
+
+    def forward(self, lq: torch.Tensor) -> torch.Tensor:
+        h, w = lq.shape[-2:]
+        x = self.padded_input(lq)
+        lq = lq * 0.7 + 0.15 if self.pro_normalization else lq
         if self.scale == 4:
             x = self.ps(crop(self.conv_final(cascade(self.unet1, self.unet2, x)), 1))
             x = x[..., : h * 4, : w * 4] + F.interpolate(lq, scale_factor=4, mode="nearest")

@@ -133,7 +133,10 @@ class Waifu2xCUNet(SRModel, tags=["waifu2x", "anime"]):
         """Share the squeeze-excitation gates of a whole-image run across tiles (as Real-CUGAN does)."""
         return synchronised_gates(self, lq, max_pixels=max_pixels)
 
+    def padded_input(self, lq: torch.Tensor) -> torch.Tensor:
+        """What the U-Nets see: the input replicate-padded and aligned as waifu2x-ncnn-vulkan does."""
+        return _padded(lq, self.padding, self.size_multiple)
+
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         h, w = lq.shape[-2:]
-        x = _padded(lq, self.padding, 2 if self.scale == 2 else 4)
-        return cascade(self.unet1, self.unet2, x)[..., : h * self.scale, : w * self.scale]
+        return cascade(self.unet1, self.unet2, self.padded_input(lq))[..., : h * self.scale, : w * self.scale]
