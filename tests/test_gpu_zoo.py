@@ -81,14 +81,20 @@ def test_gpu_zoo_smoke_run_writes_loadable_best_weights(tmp_path):
             measured = sum(psnr(model(it.lq[None]).clamp(0, 1), it.gt[None], crop_border=scale) for it in items) / len(items)
         tolerance = 1e-3 if result["saved_dtype"] == "float32" else 0.05  # the kept weights are the best ones
         assert measured == pytest.approx(result["best_set5_psnr"], abs=tolerance)
-    # FSRCNN's transfer: x4 is the x3 network with only its deconvolution trained
+    # FSRCNN's transfer: x4 starts as the x3 network; its deconvolution learns alone, then every layer at lr / 10
     x3, x4 = srhub.load(models / "fsrcnn-x3").state_dict(), srhub.load(models / "fsrcnn-x4").state_dict()
-    assert results["fsrcnn-x4"]["transfer_from"] == "fsrcnn-x3"
+    result = results["fsrcnn-x4"]
+    assert result["transfer_from"] == "fsrcnn-x3" and result["scale_augmentation"] == [0.9, 0.8, 0.7, 0.6]
+    tuned = result["fine_tune_all"]
+    assert tuned["steps"] >= 1 and tuned["lr"] == pytest.approx(result["lr"] / 10)
+    deconv_steps = result["steps"] - tuned["steps"]
     for key, value in x3.items():
         if "deconvolution" in key:
             assert not torch.equal(value, x4[key])
-        else:
+        elif result["best_step"] <= deconv_steps:  # kept from the deconvolution-only phase
             assert torch.equal(value, x4[key]), key
+        else:  # a short fine-tune at lr / 10: Adam moves each weight about lr per step at most
+            assert (value - x4[key]).abs().max() <= 3 * tuned["lr"] * tuned["steps"], key
 
 
 @pytest.mark.slow

@@ -68,7 +68,10 @@ WORKERS = {
     "bsrn-s": [("bsrn-s", s, "train") for s in (2, 3, 4)],
     "pisr": [("pisr", s, "pisr") for s in (2, 3, 4)],
 }
-FSRCNN_TRANSFER_WEIGHT = 0.5  # share of a from-scratch job a deconvolution-only fine-tune gets
+FSRCNN_TRANSFER_WEIGHT = 0.5  # share of a from-scratch job the x3 -> x2 / x4 transfer gets
+TRANSFER_DECONV_SHARE = 0.4  # of the transfer's time: the deconvolution alone; then every layer at lr / 10
+# FSRCNN's data augmentation (its section 4.1): every image also downscaled by these factors
+SCALE_AUGMENTATION = {"fsrcnn": (0.9, 0.8, 0.7, 0.6)}
 PISR_SPLIT = (0.25, 0.3, 0.45)  # teacher, student, plain FSRCNN (capped at 1.5x its share to reach the steps)
 EMA_DECAY = 0.999
 PART_BYTES = 15 * 2**20
@@ -268,12 +271,17 @@ def run_job(recipe_name, scale, kind, *, seconds, device, images, set5s, args, l
     if args.smoke:
         batch, patches = 2, {2: 16, 3: 16, 4: 16}  # BSRN's ESA needs >= 16 px
     lq_patch = patches[scale]
+    factors = SCALE_AUGMENTATION.get(recipe_name, ())
+    if factors:
+        from srhub.degradations import imresize
+
+        images = images + [imresize(image, scale=f) for f in factors for image in images]
     pool = make_pool(images, scale, lq_patch, colour, device, count=64 if args.smoke else 200_000,
                      max_bytes=3e9 if kind == "train" and scale == 4 and colour == "rgb" else 1.5e9, seed=scale)
     set5 = set5s(scale)
     recipe = {"recipe": recipe_name, "architecture": arch, "config": config, "loss": loss_name, "lr": lr,
               "batch_size": batch, "lq_patch": lq_patch, "colour": colour, "bf16": amp, "channels_last": channels_last,
-              "kind": kind, "ema_decay": EMA_DECAY, "pool_patches": len(pool[0])}
+              "kind": kind, "ema_decay": EMA_DECAY, "pool_patches": len(pool[0]), "scale_augmentation": list(factors)}
     outputs = {}
 
     if kind in ("train", "transfer"):
@@ -298,8 +306,25 @@ def run_job(recipe_name, scale, kind, *, seconds, device, images, set5s, args, l
             lq, gt = draw(pool, batch, channels_last=channels_last)
             return crit(body(lq).float(), gt)
 
-        history, best = optimise(f"{arch}-x{scale}", model, params, loss_fn, lr=lr, seconds=seconds, log=log, checks=args.checks,
-                                 validate=lambda net: set5_psnr(net, set5, scale), amp=amp)
+        def validate(net):
+            return set5_psnr(net, set5, scale)
+
+        if kind == "transfer":  # the deconvolution alone, then every layer at a tenth of the rate
+            history, best = optimise(f"{arch}-x{scale}-deconv", model, params, loss_fn, lr=lr, seconds=seconds * TRANSFER_DECONV_SHARE,
+                                     log=log, checks=args.checks, validate=validate, amp=amp)
+            model.load_state_dict(best["state"])
+            model.requires_grad_(True)
+            tuned, tuned_best = optimise(f"{arch}-x{scale}-all", model, list(model.parameters()), loss_fn, lr=lr / 10,
+                                         seconds=seconds * (1 - TRANSFER_DECONV_SHARE), log=log, checks=args.checks,
+                                         validate=validate, amp=amp)
+            recipe["fine_tune_all"] = {"lr": lr / 10, **tuned, **_best(tuned_best)}
+            history = {**history, "steps": history["steps"] + tuned["steps"], "seconds": round(history["seconds"] + tuned["seconds"], 2),
+                       "curve": history["curve"] + [{**entry, "step": entry["step"] + history["steps"]} for entry in tuned["curve"]]}
+            if tuned_best["psnr"] > best["psnr"]:
+                best = {**tuned_best, "step": tuned_best["step"] + history["steps"] - tuned["steps"]}
+        else:
+            history, best = optimise(f"{arch}-x{scale}", model, params, loss_fn, lr=lr, seconds=seconds, log=log, checks=args.checks,
+                                     validate=validate, amp=amp)
         model = model.to(memory_format=torch.contiguous_format)
         model.load_state_dict(best["state"])
         outputs[f"{arch}-x{scale}"] = (recipe | history | _best(best), model)
