@@ -48,15 +48,28 @@ def unpack(folder: Path, dest: Path) -> list[str]:
         return sorted({member.name.split("/")[0] for member in tar.getmembers()})
 
 
+def _points(curve: list, offset: int = 0, *, most: int = 4) -> str:
+    points = [f"{p['set5_ema']:.2f} / {p['set5_raw']:.2f} dB at {p['step'] + offset:,} steps ({p['seconds']:.0f} s)"
+              for p in curve if "set5_ema" in p]
+    shown = points[:: max(1, len(points) // most)][:most]
+    return ", ".join(shown + [point for point in points[-1:] if point not in shown])
+
+
 def curve_note(result: dict) -> str:
-    points = [f"{p['set5_ema']:.2f} / {p['set5_raw']:.2f} dB at {p['step']:,} steps ({p['seconds']:.0f} s)"
-              for p in result["curve"] if "set5_ema" in p]
-    shown = points[:: max(1, len(points) // 4)][:4]
-    shown += [point for point in points[-1:] if point not in shown]
+    tuned = result.get("fine_tune_all")
+    if tuned:  # FSRCNN's transfer in two phases, each with its own clock
+        first = result["steps"] - tuned["steps"]
+        curve = (f"the deconvolution alone {_points([p for p in result['curve'] if p['step'] <= first], most=2)}; "
+                 f"then every layer at lr {tuned['lr']:g} {_points(tuned['curve'], first, most=2)}")
+    else:
+        curve = _points(result["curve"])
     note = (f"{result['steps']:,} steps in {result['seconds']:.0f} s on one GPU shared with the other zoo workers; "
-            f"Set5 (EMA / raw) {', '.join(shown)}; kept the {result['best_source']} weights of step "
+            f"Set5 (EMA / raw) {curve}; kept the {result['best_source']} weights of step "
             f"{result['best_step']:,} ({result['best_set5_psnr']:.2f} dB on Set5 in training).")
-    if result.get("transfer_from"):
+    if tuned:
+        note += (f" FSRCNN's transfer: the {result['transfer_from']} network, its deconvolution fine-tuned alone, "
+                 f"then every layer at a tenth of the rate.")
+    elif result.get("transfer_from"):
         note += f" FSRCNN's transfer: the {result['transfer_from']} network with only its deconvolution fine-tuned."
     if result.get("teacher"):
         note += (f" PISR: teacher {result['teacher']['steps']:,} steps ({result['teacher']['seconds']:.0f} s), "

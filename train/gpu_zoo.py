@@ -14,15 +14,16 @@ L1) one after another under bf16 autocast with channels-last weights; four light
 beside it (SRCNN 9-5-5 + ESPCN; FSRCNN; BSRN-S; PISR) at x2, x3 and x4. Each model gets a share
 of its worker's remaining time, and its learning rate follows a cosine over that time (a
 2 % warm-up, down to 1 %), so the run ends on time whatever the throughput. FSRCNN follows
-its paper's transfer: x3 from scratch, then x2 and x4 fine-tune only the deconvolution of the
-x3 network. PISR trains its teacher, distils the student, then a plain FSRCNN with the same
+its paper: scale augmentation (every image also downscaled by 0.9-0.6), x3 from scratch, then
+x2 and x4 start from the x3 network and fine-tune its deconvolution alone, then every layer at
+lr / 10 (the paper stops after the deconvolution). PISR trains its teacher, distils the student, then a plain FSRCNN with the same
 data, loss and number of steps (teacher + student) for the paper's comparison.
 
 Every model keeps the weights (EMA or raw, whichever measured best) with the best Set5
 PSNR. ``$OUT`` gets ``results.json`` (recipes, curves, best figures), ``log.txt`` and the
 weights (srhub model folders) as ``weights.tar.partN`` (<= 15 MiB each); ship them with
 ``benchmarks/ship_gpu_zoo.py``. Changes from the papers: Adam everywhere (SRCNN, FSRCNN and
-ESPCN used SGD), minutes instead of days, no scale augmentation (FSRCNN), 291 images
+ESPCN used SGD), minutes instead of days, FSRCNN's all-layer fine-tune, 291 images
 instead of ImageNet (SRCNN, ESPCN) or DIV2K (BSRN, EBRN, RRDBNet) and bigger batches.
 """
 
@@ -290,7 +291,7 @@ def run_job(recipe_name, scale, kind, *, seconds, device, images, set5s, args, l
         if kind == "transfer" and f"{arch}-x3" not in done:
             log(f"{arch}-x3 is missing: x{scale} trains from scratch instead of the transfer")
             kind = recipe["kind"] = "train"
-        if kind == "transfer":  # FSRCNN's transfer: the x3 network, only the deconvolution learns
+        if kind == "transfer":  # FSRCNN's transfer: the x3 network, the deconvolution learns first
             source = done[f"{arch}-x3"][1]
             model.load_state_dict(source.state_dict())
             model.requires_grad_(False)
@@ -319,7 +320,8 @@ def run_job(recipe_name, scale, kind, *, seconds, device, images, set5s, args, l
                                          validate=validate, amp=amp)
             recipe["fine_tune_all"] = {"lr": lr / 10, **tuned, **_best(tuned_best)}
             history = {**history, "steps": history["steps"] + tuned["steps"], "seconds": round(history["seconds"] + tuned["seconds"], 2),
-                       "curve": history["curve"] + [{**entry, "step": entry["step"] + history["steps"]} for entry in tuned["curve"]]}
+                       "curve": history["curve"] + [{**entry, "step": entry["step"] + history["steps"],
+                                                     "seconds": round(entry["seconds"] + history["seconds"], 2)} for entry in tuned["curve"]]}
             if tuned_best["psnr"] > best["psnr"]:
                 best = {**tuned_best, "step": tuned_best["step"] + history["steps"] - tuned["steps"]}
         else:
