@@ -379,7 +379,7 @@ def tiled_forward(
         try:
             if hasattr(model, "synchronised_gates") and max(lq.shape[-2:]) > size:
                 # Squeeze-excitation models (Real-CUGAN, waifu2x cunet) gate by whole-image channel means:
-                # tiles share the means of one whole-image run (downscaled to one tile's area if larger).
+                # tiles share the whole image's means (computed tile by tile, block by block, if it is larger).
                 # The shared means live on the (shared) model's blocks, so one such run at a time.
                 eager = _prepared(model, dev, run.dtype)
                 with _gates_lock, eager.synchronised_gates(lq.to(dev, run.dtype), max_pixels=size * size):

@@ -20,8 +20,9 @@ output. realcugan-ncnn-vulkan pads the same way (reflect, same widths and alignm
 What differs: ``forward`` takes and returns float RGB in [0, 1] and does not round to
 8 bits; the reference's ``alpha`` strength knob is not reproduced. Tiling: the reference's own
 tile modes synchronise the squeeze-excitation means across tiles; srhub's generic tiler does
-the same through :func:`synchronised_gates` (the means of one whole-image run, downscaled to a
-tile's area when the image is larger, as realcugan-ncnn-vulkan's ``-c 3`` does), starts tiles
+the same through :func:`synchronised_gates` (the exact means of the whole image: from one
+whole-image run, or from one tiled pass per block when the image is larger than a tile, as
+realcugan-ncnn-vulkan's accurate sync ``-c 1`` does), starts tiles
 on the stride-2 grid (``size_multiple``: 2, or 4 at x3) and overlaps them by
 ``min_tile_overlap`` (4x the padding). ``forward`` itself takes any size (minimum input: none;
 sides under ``min_size`` are padded by repeated reflection, which the reference rejects).
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from fractions import Fraction
 
 import torch
@@ -345,7 +346,7 @@ class RealCUGAN(SRModel, tags=["realcugan", "anime"]):
         """Reflection padding added to each side before the network (what its unpadded convolutions eat)."""
         return PADDING[self.scale]
 
-    def synchronised_gates(self, lq: torch.Tensor, *, max_pixels: int) -> "contextmanager":
+    def synchronised_gates(self, lq: torch.Tensor, *, max_pixels: int) -> AbstractContextManager[None]:
         """Share the squeeze-excitation gates of a whole-image run across tiles (see :func:`synchronised_gates`)."""
         return synchronised_gates(self, lq, max_pixels=max_pixels)
 

@@ -17,7 +17,7 @@ edge pixels (7 px for upconv_7; 18 px for cunet x2, 28 px for cunet x1) plus ext
 bottom/right padding to a multiple of 2 (x2) or 4 (x1), and the output's top-left
 ``H*scale x W*scale`` is kept. What differs: float RGB in [0, 1] in and out (no 8-bit rounding), no test-time augmentation,
 and srhub's generic tiler instead of the ncnn tool's own: cunet's tiles share the
-squeeze-excitation means of a whole-image run (:func:`srhub.models.realcugan.synchronised_gates`),
+exact whole-image squeeze-excitation means (:func:`srhub.models.realcugan.synchronised_gates`),
 start on its stride grid (``size_multiple`` 2 at x2, 4 at x1) and overlap by ``min_tile_overlap``;
 upconv_7 has no global state and tiles exactly. nunif's PyTorch cunet clamps the first U-Net's
 output to [0, 1] before the second; the ncnn port (matched here) does not.
