@@ -23,9 +23,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import srhub  # noqa: E402
-from srhub.accel import cpu_description  # noqa: E402
-from srhub.inference import tiled_forward  # noqa: E402
+import srhub
+from srhub.accel import cpu_description
+from srhub.inference import tiled_forward
 
 MODELS = ["realcugan-se-x2-denoise1x", "realcugan-pro-x3-conservative", "realcugan-se-x4-no-denoise", "waifu2x-cunet-x1-noise3",
           "waifu2x-cunet-x2"]  # fmt: skip
