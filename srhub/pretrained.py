@@ -510,13 +510,17 @@ _SRCNN_CITE = (
     "Dong, Loy, He and Tang, \"Image Super-Resolution Using Deep Convolutional Networks\", TPAMI 2016; "
     "SRCNN 9-5-5 (ImageNet) figures as tabulated by Kim, Lee and Lee, VDSR, CVPR 2016, Table 3"
 )
-_FSRCNN_CITE = "Dong, Loy and Tang, \"Accelerating the Super-Resolution Convolutional Neural Network\", ECCV 2016, Table 3"
+_FSRCNN_CITE = (
+    "Dong, Loy and Tang, \"Accelerating the Super-Resolution Convolutional Neural Network\", ECCV 2016, Table 4 "
+    "(the best published results; its Table 3 holds the 91-image-only models)"
+)
 _ESPCN_CITE = (
     "Shi et al., \"Real-Time Single Image and Video Super-Resolution Using an Efficient Sub-Pixel Convolutional "
-    "Neural Network\", CVPR 2016, Table 1 (ImageNet-trained)"
+    "Neural Network\", CVPR 2016, Table 2 (ImageNet-trained, tanh; Table 1 compares relu variants)"
 )
 _PISR_CITE = (
-    "Lee, Lee, Kim and Ham, \"Learning with Privileged Information for Efficient Image Super-Resolution\", ECCV 2020"
+    "Lee, Lee, Kim and Ham, \"Learning with Privileged Information for Efficient Image Super-Resolution\", ECCV 2020; "
+    "its FSRCNN-student figures are not transcribed (no copy of its tables was readable here)"
 )
 _BSRN_CITE = (
     "Li et al., \"Blueprint Separable Residual Network for Efficient Image Super-Resolution\", CVPR Workshops 2022"
