@@ -62,6 +62,7 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -327,9 +328,11 @@ class _OpenVINORunner:
 
     def __init__(
         self, onnx_bytes: Callable[[], bytes] | bytes, *, precision: str, threads: int, key: str | None = None,
-        max_static: int = 4,
+        max_static: int = 4, name: str | None = None,
     ) -> None:  # fmt: skip
         import openvino as ov
+
+        self.name = name  # a pretrained name: its last static graph is compiled ahead next time (see prewarm)
 
         self.core = ov.Core()
         self.cache = _openvino_cache_dir()
@@ -390,8 +393,11 @@ class _OpenVINORunner:
 
         path = self._static_ir(shape)
         if path is not None and path.is_file() and path.with_suffix(".bin").is_file():
+            ahead = _compiled_ahead(path, self.config)
             try:  # (never touch the file: OpenVINO's cache key for a path includes its modification time)
-                return _Compiled(self.core.compile_model(str(path), "CPU", self.config))
+                compiled = _Compiled(ahead or self.core.compile_model(str(path), "CPU", self.config))
+                _remember(self.name, path, self.config)
+                return compiled
             except (OSError, RuntimeError):
                 pass  # a damaged file: compile from the graph below and write it again
         graph = self.graph.clone()
@@ -403,7 +409,9 @@ class _OpenVINORunner:
                 for old in statics[:-MAX_STATIC_IR]:
                     old.with_suffix(".bin").unlink(missing_ok=True)
                     old.unlink(missing_ok=True)
-                return _Compiled(self.core.compile_model(str(path), "CPU", self.config))
+                compiled = _Compiled(self.core.compile_model(str(path), "CPU", self.config))
+                _remember(self.name, path, self.config)
+                return compiled
             except (OSError, RuntimeError):
                 pass
         return _Compiled(self.core.compile_model(graph, "CPU", self.config))
@@ -424,11 +432,97 @@ class _OpenVINORunner:
 
     def __call__(self, lq: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(lq.detach().to("cpu", torch.float32).numpy())
-        return self._for_shape(tuple(array.shape))(array)
+        compiled = self._for_shape(tuple(array.shape))
+        if self.name is not None:  # a compile ahead serves the first call only: drop one that missed
+            _drop_ahead(self.name)
+        return compiled(array)
 
 
 #: Static-shape IR files kept on disk per graph (each holds a copy of the weights).
 MAX_STATIC_IR = 4
+
+
+# ---------------------------------------------------------------------- compiling while the weights load
+# Even from OpenVINO's blob cache, creating a graph's CPU kernels takes time in every new process
+# (0.19 s for RRDBNet at 96x96 on 2 Zen 5 cores). OpenVINO does it without Python's lock, so
+# ``srhub.load(name)`` starts it in a thread before it reads the weights, for the static graph this
+# name ran last (``recent-NAME.json``), and the two overlap. A guess only: the runner takes the result
+# just for the very IR file (its name holds the weights hash) and settings it would compile itself,
+# and only in its first call (one that misses drops it).
+_ahead: dict[tuple[str, tuple], Future] = {}
+_ahead_lock = threading.Lock()
+
+
+def _settings(config: dict) -> tuple:
+    return tuple(sorted((str(k), str(v)) for k, v in config.items()))
+
+
+def _remember(name: str | None, path: Path, config: dict) -> None:
+    """Record that pretrained ``name`` last ran the static IR ``path`` with ``config``."""
+    if not name or "/" in name or os.sep in name:
+        return
+    record = path.parent / f"recent-{name}.json"
+    try:
+        partial = record.with_name(f"partial-{os.getpid()}-{threading.get_ident()}-{record.name}")
+        partial.write_text(json.dumps({"xml": path.name, "config": config}))
+        partial.replace(record)
+    except OSError:
+        pass  # a read-only cache: no compiling ahead next time
+
+
+def prewarm(name: str) -> bool:
+    """Start compiling, in a thread, the static graph pretrained ``name`` ran last in this cache.
+
+    Returns whether it started: not without OpenVINO, a record and its IR file, nor for another
+    thread count than the record's."""
+    if not runtime_installed("openvino") or not name or "/" in name or os.sep in name:
+        return False
+    from .pretrained import cache_root
+
+    folder = cache_root() / "openvino"
+    try:
+        record = json.loads((folder / f"recent-{name}.json").read_text())
+        xml, config = folder / Path(record["xml"]).name, dict(record["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not (xml.is_file() and xml.with_suffix(".bin").is_file()) or config.get("INFERENCE_NUM_THREADS") != torch.get_num_threads():
+        return False
+    key = (str(xml), _settings(config))
+    with _ahead_lock:
+        if key in _ahead:
+            return False
+        future = _ahead[key] = Future()
+        future.name = name
+    import openvino as ov  # here, not in the thread: importing holds Python's lock, compiling does not
+
+    def compile_ahead() -> None:
+        try:
+            core = ov.Core()
+            core.set_property({"CACHE_DIR": str(folder)})
+            future.set_result(core.compile_model(str(xml), "CPU", config))
+        except BaseException as error:  # noqa: BLE001 - handed to the runner, which then compiles itself
+            future.set_exception(error)
+
+    # Not a daemon: a process that exits mid-compile waits for it rather than unloading OpenVINO under it.
+    threading.Thread(target=compile_ahead, name=f"srhub-prewarm-{name}").start()
+    return True
+
+
+def _drop_ahead(name: str) -> None:
+    """Forget the compiles started for ``name`` that its first call did not take (their memory with them)."""
+    with _ahead_lock:
+        for key in [key for key, future in _ahead.items() if getattr(future, "name", None) == name]:
+            del _ahead[key]
+
+
+def _compiled_ahead(path: Path, config: dict):
+    """The compile :func:`prewarm` started for this IR file and settings, else None (also if it failed)."""
+    with _ahead_lock:
+        future = _ahead.pop((str(path), _settings(config)), None)
+    try:
+        return future.result() if future is not None else None
+    except Exception:  # noqa: BLE001 - the runner compiles it itself
+        return None
 
 
 def _save_ir(ov, graph, xml: Path) -> None:
@@ -553,7 +647,8 @@ def make_runner(model: nn.Module, net: nn.Module, plan: Plan, *, threads: int | 
             onnx: Callable[[], bytes] | bytes = lambda: exported_graph(model, mixed=mixed, key=key)  # noqa: E731
         else:
             onnx = exported_graph(model, mixed=mixed, key=key)
-        fast = _OpenVINORunner(onnx, precision=plan.precision, threads=threads, key=key)
+        fast = _OpenVINORunner(onnx, precision=plan.precision, threads=threads, key=key,
+                               name=getattr(model, "pretrained_name", None))
     elif plan.runtime == "onnxruntime":
         fast = _OnnxRuntimeRunner(exported_graph(model, key=key), threads=threads)
     else:

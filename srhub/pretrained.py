@@ -473,6 +473,18 @@ def load_pretrained(
     if source not in ("auto", "local", "hub"):
         raise ValueError(f"source must be 'auto', 'local' or 'hub', got {source!r}")
     spec = get_pretrained(name)
+    if source != "hub" and str(device) == "cpu":
+        from .accel import prewarm
+
+        prewarm(spec.name)  # OpenVINO builds the graph this name ran last while the weights load
+    model = _load_pretrained(spec, device=device, source=source, revision=revision, cache_dir=cache_dir,
+                             local_files_only=local_files_only)  # fmt: skip
+    model.pretrained_name = spec.name  # the fast path remembers which graph this name ran
+    return model
+
+
+def _load_pretrained(spec: PretrainedSpec, *, device, source, revision, cache_dir, local_files_only) -> SRModel:
+    name = spec.name
     if source != "hub":
         if spec.package_file is not None:
             return _load_package_file(spec, device)

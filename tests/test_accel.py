@@ -37,6 +37,7 @@ def _private_cache(tmp_path, monkeypatch):
     yield
     accel._runners.clear()
     accel._failed.clear()
+    accel._ahead.clear()
 
 
 # ---------------------------------------------------------------------- selection
@@ -198,6 +199,44 @@ def test_openvino_compiled_graphs_are_cached_on_disk(tmp_path):
     with torch.no_grad():
         assert float((second(other) - model(other)).abs().max()) < 1e-4
     assert second._dynamic is not None  # a shape never compiled before starts on the dynamic graph (the IR)
+
+
+def test_prewarm_compiles_the_static_graph_a_name_ran_last(tmp_path, monkeypatch):
+    """srhub.load(name) starts compiling, in a thread, the static graph that name ran last; the
+    runner takes that compile only for the same IR file and settings."""
+    pytest.importorskip("openvino")
+    import json
+
+    model, lq = tiny_vgg(), torch.rand(1, 3, 20, 24)
+    threads = torch.get_num_threads()
+    first = accel._OpenVINORunner(accel.exported_graph(model), precision="fp32", threads=threads, name="tiny-vgg")
+    first(lq), first(lq)  # dynamic, then static: the name's record points at the static IR
+    cache = tmp_path / "cache" / "openvino"
+    record = json.loads((cache / "recent-tiny-vgg.json").read_text())
+    assert record["xml"] == f"static-{first.key}-1x3x20x24.xml" and record["config"] == first.config
+    assert accel.prewarm("tiny-vgg") and not accel.prewarm("tiny-vgg")  # one compile ahead per graph
+    second = accel._OpenVINORunner(  # as in a new process
+        lambda: pytest.fail("read the ONNX graph"), precision="fp32", threads=threads, key=first.key, name="tiny-vgg"
+    )
+    with torch.no_grad():
+        assert float((second(lq) - model(lq)).abs().max()) < 1e-4
+    assert not accel._ahead and list(second.static) == [tuple(lq.shape)]  # it took the compile ahead
+    # a compile ahead that the first call does not take is dropped with that call
+    assert accel.prewarm("tiny-vgg")
+    third = accel._OpenVINORunner(lambda: accel.exported_graph(model), precision="fp32", threads=threads, key=first.key,
+                                  name="tiny-vgg")  # fmt: skip
+    third(torch.rand(1, 3, 24, 24))
+    assert not accel._ahead
+    # guesses that do not fit start nothing
+    assert not accel.prewarm("never-ran") and not accel.prewarm("../tiny-vgg")
+    (cache / "recent-broken.json").write_text("{not json")
+    (cache / "recent-gone.json").write_text(json.dumps({**record, "xml": "static-gone-1x3x8x8.xml"}))
+    (cache / "recent-threads.json").write_text(json.dumps({**record, "config": {**record["config"], "INFERENCE_NUM_THREADS": threads + 1}}))
+    assert not any(accel.prewarm(name) for name in ("broken", "gone", "threads"))
+    # srhub.load of a pretrained name asks for it and tags the model with its name
+    asked = []
+    monkeypatch.setattr(accel, "prewarm", lambda name: asked.append(name) or False)
+    assert srhub.load("fsrcnn-x2").pretrained_name == "fsrcnn-x2" and asked == ["fsrcnn-x2"]
 
 
 def test_openvino_blob_cache_is_pruned_oldest_first(tmp_path, monkeypatch):
