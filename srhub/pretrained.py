@@ -479,7 +479,8 @@ def load_pretrained(
         prewarm(spec.name)  # OpenVINO builds the graph this name ran last while the weights load
     model = _load_pretrained(spec, device=device, source=source, revision=revision, cache_dir=cache_dir,
                              local_files_only=local_files_only)  # fmt: skip
-    model.pretrained_name = spec.name  # the fast path remembers which graph this name ran
+    if isinstance(model, SRModel):
+        model.pretrained_name = spec.name  # the fast path remembers which graph this name ran
     return model
 
 
