@@ -488,12 +488,15 @@ def prewarm(name: str) -> bool:
     if not (xml.is_file() and xml.with_suffix(".bin").is_file()) or config.get("INFERENCE_NUM_THREADS") != torch.get_num_threads():
         return False
     key = (str(xml), _settings(config))
+    try:
+        import openvino as ov  # here, not in the thread: importing holds Python's lock, compiling does not
+    except Exception:  # noqa: BLE001 - a broken install: the runner reports it (and falls back) when it runs
+        return False
     with _ahead_lock:
         if key in _ahead:
             return False
         future = _ahead[key] = Future()
         future.name = name
-    import openvino as ov  # here, not in the thread: importing holds Python's lock, compiling does not
 
     def compile_ahead() -> None:
         try:
@@ -504,7 +507,11 @@ def prewarm(name: str) -> bool:
             future.set_exception(error)
 
     # Not a daemon: a process that exits mid-compile waits for it rather than unloading OpenVINO under it.
-    threading.Thread(target=compile_ahead, name=f"srhub-prewarm-{name}").start()
+    try:
+        threading.Thread(target=compile_ahead, name=f"srhub-prewarm-{name}").start()
+    except RuntimeError:  # no thread to be had: the first call compiles as before
+        _drop_ahead(name)
+        return False
     return True
 
 

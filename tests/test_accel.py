@@ -233,6 +233,19 @@ def test_prewarm_compiles_the_static_graph_a_name_ran_last(tmp_path, monkeypatch
     (cache / "recent-gone.json").write_text(json.dumps({**record, "xml": "static-gone-1x3x8x8.xml"}))
     (cache / "recent-threads.json").write_text(json.dumps({**record, "config": {**record["config"], "INFERENCE_NUM_THREADS": threads + 1}}))
     assert not any(accel.prewarm(name) for name in ("broken", "gone", "threads"))
+    # a broken OpenVINO install never breaks loading
+    import builtins
+
+    real_import = builtins.__import__
+
+    def failing_import(name, *args, **kwargs):
+        if name == "openvino":
+            raise ImportError("libopenvino.so: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "__import__", failing_import)
+        assert not accel.prewarm("tiny-vgg") and not accel._ahead
     # srhub.load of a pretrained name asks for it and tags the model with its name
     asked = []
     monkeypatch.setattr(accel, "prewarm", lambda name: asked.append(name) or False)
