@@ -377,10 +377,10 @@ class RealCUGAN(SRModel, tags=["realcugan", "anime"]):
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         h, w = lq.shape[-2:]
         x = self.padded_input(lq)
-        lq = lq * 0.7 + 0.15 if self.pro_normalization else lq
-        if self.scale == 4:
+        if self.scale == 4:  # the residual is added to the nearest-upsampled (normalised) input
             x = self.ps(crop(self.conv_final(cascade(self.unet1, self.unet2, x)), 1))
-            x = x[..., : h * 4, : w * 4] + F.interpolate(lq, scale_factor=4, mode="nearest")
+            base = lq * 0.7 + 0.15 if self.pro_normalization else lq
+            x = x[..., : h * 4, : w * 4] + F.interpolate(base, scale_factor=4, mode="nearest")
         else:
             x = cascade(self.unet1, self.unet2, x)[..., : h * self.scale, : w * self.scale]
         return (x - 0.15) / 0.7 if self.pro_normalization else x
