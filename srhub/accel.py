@@ -333,6 +333,7 @@ class _OpenVINORunner:
         import openvino as ov
 
         self.name = name  # a pretrained name: its last static graph is compiled ahead next time (see prewarm)
+        self._first_call = True
 
         self.core = ov.Core()
         self.cache = _openvino_cache_dir()
@@ -433,8 +434,10 @@ class _OpenVINORunner:
     def __call__(self, lq: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(lq.detach().to("cpu", torch.float32).numpy())
         compiled = self._for_shape(tuple(array.shape))
-        if self.name is not None:  # a compile ahead serves the first call only: drop one that missed
-            _drop_ahead(self.name)
+        if self._first_call:  # a compile ahead serves the first call only: drop one that missed
+            self._first_call = False
+            if self.name is not None:
+                _drop_ahead(self.name)
         return compiled(array)
 
 
@@ -449,7 +452,7 @@ MAX_STATIC_IR = 4
 # name ran last (``recent-NAME.json``), and the two overlap. A guess only: the runner takes the result
 # just for the very IR file (its name holds the weights hash) and settings it would compile itself,
 # and only in its first call (one that misses drops it).
-_ahead: dict[tuple[str, tuple], Future] = {}
+_ahead: dict[tuple[str, tuple], tuple[str, Future]] = {}  # (IR file, settings) -> (name, compile)
 _ahead_lock = threading.Lock()
 
 
@@ -457,9 +460,14 @@ def _settings(config: dict) -> tuple:
     return tuple(sorted((str(k), str(v)) for k, v in config.items()))
 
 
+def _plain_name(name: str | None) -> bool:
+    """A name that can be part of a file name in the cache folder (never a path)."""
+    return bool(name) and "/" not in name and os.sep not in name
+
+
 def _remember(name: str | None, path: Path, config: dict) -> None:
     """Record that pretrained ``name`` last ran the static IR ``path`` with ``config``."""
-    if not name or "/" in name or os.sep in name:
+    if not _plain_name(name):
         return
     record = path.parent / f"recent-{name}.json"
     try:
@@ -475,7 +483,7 @@ def prewarm(name: str) -> bool:
 
     Returns whether it started: not without OpenVINO, a record and its IR file, nor for another
     thread count than the record's."""
-    if not runtime_installed("openvino") or not name or "/" in name or os.sep in name:
+    if not _plain_name(name) or not runtime_installed("openvino"):
         return False
     from .pretrained import cache_root
 
@@ -495,8 +503,8 @@ def prewarm(name: str) -> bool:
     with _ahead_lock:
         if key in _ahead:
             return False
-        future = _ahead[key] = Future()
-        future.name = name
+        future = Future()
+        _ahead[key] = (name, future)
 
     def compile_ahead() -> None:
         try:
@@ -518,14 +526,14 @@ def prewarm(name: str) -> bool:
 def _drop_ahead(name: str) -> None:
     """Forget the compiles started for ``name`` that its first call did not take (their memory with them)."""
     with _ahead_lock:
-        for key in [key for key, future in _ahead.items() if getattr(future, "name", None) == name]:
+        for key in [key for key, (owner, _) in _ahead.items() if owner == name]:
             del _ahead[key]
 
 
 def _compiled_ahead(path: Path, config: dict):
     """The compile :func:`prewarm` started for this IR file and settings, else None (also if it failed)."""
     with _ahead_lock:
-        future = _ahead.pop((str(path), _settings(config)), None)
+        _, future = _ahead.pop((str(path), _settings(config)), (None, None))
     try:
         return future.result() if future is not None else None
     except Exception:  # noqa: BLE001 - the runner compiles it itself
