@@ -48,8 +48,8 @@ def unpack(folder: Path, dest: Path) -> list[str]:
         return sorted({member.name.split("/")[0] for member in tar.getmembers()})
 
 
-def _points(curve: list, offset: int = 0, *, most: int = 4) -> str:
-    points = [f"{p['set5_ema']:.2f} / {p['set5_raw']:.2f} dB at {p['step'] + offset:,} steps ({p['seconds']:.0f} s)"
+def _points(curve: list, *, most: int = 4) -> str:
+    points = [f"{p['set5_ema']:.2f} / {p['set5_raw']:.2f} dB at {p['step']:,} steps ({p['seconds']:.0f} s)"
               for p in curve if "set5_ema" in p]
     shown = points[:: max(1, len(points) // most)][:most]
     return ", ".join(shown + [point for point in points[-1:] if point not in shown])
@@ -57,10 +57,10 @@ def _points(curve: list, offset: int = 0, *, most: int = 4) -> str:
 
 def curve_note(result: dict) -> str:
     tuned = result.get("fine_tune_all")
-    if tuned:  # FSRCNN's transfer in two phases, each with its own clock
+    if tuned:  # FSRCNN's transfer in two phases: split the run's curve where the second starts
         first = result["steps"] - tuned["steps"]
         curve = (f"the deconvolution alone {_points([p for p in result['curve'] if p['step'] <= first], most=2)}; "
-                 f"then every layer at lr {tuned['lr']:g} {_points(tuned['curve'], first, most=2)}")
+                 f"then every layer at lr {tuned['lr']:g} {_points([p for p in result['curve'] if p['step'] > first], most=2)}")
     else:
         curve = _points(result["curve"])
     note = (f"{result['steps']:,} steps in {result['seconds']:.0f} s on one GPU shared with the other zoo workers; "

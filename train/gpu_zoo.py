@@ -318,7 +318,8 @@ def run_job(recipe_name, scale, kind, *, seconds, device, images, set5s, args, l
             tuned, tuned_best = optimise(f"{arch}-x{scale}-all", model, list(model.parameters()), loss_fn, lr=lr / 10,
                                          seconds=seconds * (1 - TRANSFER_DECONV_SHARE), log=log, checks=args.checks,
                                          validate=validate, amp=amp)
-            recipe["fine_tune_all"] = {"lr": lr / 10, **tuned, **_best(tuned_best)}
+            # (its curve joins the run's below, steps and seconds counted on from the first phase)
+            recipe["fine_tune_all"] = {"lr": lr / 10, "steps": tuned["steps"], "seconds": tuned["seconds"], **_best(tuned_best)}
             history = {**history, "steps": history["steps"] + tuned["steps"], "seconds": round(history["seconds"] + tuned["seconds"], 2),
                        "curve": history["curve"] + [{**entry, "step": entry["step"] + history["steps"],
                                                      "seconds": round(entry["seconds"] + history["seconds"], 2)} for entry in tuned["curve"]]}
