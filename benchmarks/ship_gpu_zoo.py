@@ -32,8 +32,6 @@ from srhub.hub import load  # noqa: E402
 from srhub.pretrained import PAPER_RESULTS  # noqa: E402
 
 DEFAULT_COMMAND = "PYTHONUNBUFFERED=1 python train/gpu_zoo.py --data local/gpu-data --out $OUT --budget-seconds 520"
-DATA = ("random crops of train-291: Yang et al.'s 91 images and the 200 BSDS300 training images "
-        "(research use only, as their authors publish them); LR by MATLAB-bicubic imresize")
 
 
 def unpack(folder: Path, dest: Path) -> list[str]:
@@ -87,7 +85,7 @@ def main() -> int:
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args()
 
-    from ship_trained import measure, ship
+    from ship_trained import TRAIN_291, measure, previous_record, ship
 
     torch.set_num_threads(2)
     folder = Path(args.folder)
@@ -103,10 +101,7 @@ def main() -> int:
             continue
         model = load(models_dir / name).float().eval()
         size_mb = (models_dir / name / "model.safetensors").stat().st_size / 1e6
-        record_path = ROOT / "srhub" / "weights" / f"{name}.json"
-        previous = {}
-        if record_path.exists():
-            previous = {r["dataset"]: r["psnr"] for r in json.loads(record_path.read_text())["results"]}
+        previous = previous_record(name)
         if args.dry_run or size_mb > args.max_mb or name not in PAPER_RESULTS:
             rows = measure(model, model.scale, args.data_root)
             report["measured"][name] = {d: {"psnr": r["psnr"], "ssim": r["ssim"]} for d, r in rows.items()}
@@ -123,7 +118,7 @@ def main() -> int:
             "config": {k: v for k, v in result.items() if k not in ("curve", "teacher", "error")},
             "steps": result["steps"],
             "wall_seconds": result["seconds"],
-            "data": DATA,
+            "data": TRAIN_291,
             "validation": "Set5",
             "hardware": f"{result['device']}, PyTorch {result['torch']}",
             "note": curve_note(result),

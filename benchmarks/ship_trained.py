@@ -40,6 +40,9 @@ from srhub.pretrained import PAPER_RESULTS, write_card  # noqa: E402
 from srhub.training import config_to_dict  # noqa: E402
 
 DATASETS = ["Set5", "Set14"]
+TRAIN_291 = ("random crops of train-291: Yang et al.'s 91 images and the 200 BSDS300 training images "
+             "(research use only, as their authors publish them); LR by MATLAB-bicubic imresize")
+PHOTOS_43 = "random patches of photos-43 (43 photos, 1200 px long side; LR by MATLAB-bicubic imresize)"
 # measured too where they are on disk (``srhub benchmark --download`` fetches the Hub copies on a connected
 # machine); the README table says "not on disk" where a record has no figure for them
 EXTRA_DATASETS = ["B100", "Urban100"]
@@ -74,6 +77,22 @@ def recorded_training_config(command: str) -> tuple[str, dict]:
     return script, config_to_dict(cfg)
 
 
+def describe_data(train_config: dict) -> str:
+    """The card's sentence on what a ``train/*.py`` run read, from its ``--train-data`` (and ``--train-lq-data``)."""
+    folder = Path(str(train_config["train_data"])).name
+    if train_config.get("train_lq_data"):
+        return f"random aligned patches of {folder} paired with the LR images of {Path(train_config['train_lq_data']).name}"
+    return {"train-291": TRAIN_291, "photos-43": PHOTOS_43}.get(folder, f"random patches of {folder} (LR by MATLAB-bicubic imresize)")
+
+
+def previous_record(name: str) -> dict[str, float]:
+    """{dataset: PSNR} of the record ``name`` ships today (empty for a new name): what a retrained model must beat."""
+    path = ROOT / "srhub" / "weights" / f"{name}.json"
+    if not path.exists():
+        return {}
+    return {row["dataset"]: row["psnr"] for row in json.loads(path.read_text())["results"] if row["dataset"] in DATASETS}
+
+
 def measure(model, scale: int, data_root: str | None, datasets: list[str] = DATASETS) -> dict[str, dict]:
     rows = run_benchmark([model], datasets, [scale], data_root=data_root, progress=False)
     return {row["dataset"]: row for row in rows}
@@ -89,6 +108,8 @@ def main() -> int:
     parser.add_argument("--hardware", default="2 cores", help='e.g. "2 cores shared with other jobs"')
     parser.add_argument("--note", default="", help="a sentence on the run (machine load, what limits it)")
     parser.add_argument("--data-root", default=None, help="benchmark folder root (default: ../shared/datasets/benchmark)")
+    parser.add_argument("--replace", action="store_true",
+                        help="ship even when the model does not beat the shipped record on Set5 and Set14 (e.g. a corrected record)")
     args = parser.parse_args()
     name = args.name
     if name not in PAPER_RESULTS:
@@ -111,12 +132,12 @@ def main() -> int:
         "config": train_config,
         "steps": steps,
         "wall_seconds": round(args.wall_seconds, 1),
-        "data": "random patches of photos-43 (43 photos, 1200 px long side; LR by MATLAB-bicubic imresize)",
+        "data": describe_data(train_config),
         "validation": "Set5",
         "hardware": f"{platform.machine()} CPU, {args.hardware}, PyTorch {torch.__version__}",
         "note": args.note,
     }
-    return ship(name, model, training, data_root=args.data_root)
+    return ship(name, model, training, data_root=args.data_root, must_beat=None if args.replace else previous_record(name))
 
 
 def ship(name: str, model, training: dict, *, data_root: str | None = None, must_beat: dict | None = None) -> int:

@@ -606,9 +606,11 @@ def trained_card(record: dict) -> dict:
     gpu_zoo = training["script"].endswith("gpu_zoo.py")  # train/gpu_zoo.py: 291 images, minutes on one GPU
     if training["script"].endswith("pisr.py") or (gpu_zoo and record["name"].startswith("pisr")):
         network = "PISR student (an FSRCNN distilled from a teacher that sees the HR image)"
+    data = training["data"]
     summary = (
         f"{network} x{scale} trained by srhub on "
-        + ("the 291-image set (91 images + BSDS200)" if gpu_zoo else "a 43-photo set")
+        + ("the 291-image set (91 images + BSDS200)" if "train-291" in data
+           else "a 43-photo set" if "photos-43" in data else data.split(" (")[0].removeprefix("random patches of "))
         + f", shipped inside the srhub package (`srhub.load(\"{record['name']}\")` works offline). "
         f"Set5 x{scale}: {set5['psnr']:.2f} dB (bicubic {set5['bicubic_psnr']:.2f} dB"
         + (f", paper {set5['paper_psnr']:.2f} dB" if set5.get("paper_psnr") is not None else "")
