@@ -41,6 +41,7 @@ def recipe(record: dict) -> str:
             f"`train/gpu_zoo.py` ({record['training']['hardware'].split(',')[0]}): {steps}, batch {cfg['batch_size']}, "
             f"{cfg['lq_patch']} px LR patches, {cfg['loss'].upper()}, Adam {cfg['lr']:g} cosine over its time, "
             f"best-on-Set5 {cfg['best_source']} weights"
+            + (", continued from the weights shipped before" if cfg.get("continued_from") else "")
             + (f", images also downscaled by {', '.join(map(str, cfg['scale_augmentation']))}" if cfg.get("scale_augmentation") else "")
             + (f", the {cfg['transfer_from']} network, its deconvolution fine-tuned, then every layer at lr / 10" if cfg.get("fine_tune_all")
                else f", the {cfg['transfer_from']} network with only its deconvolution fine-tuned" if cfg.get("transfer_from") else "")
@@ -53,6 +54,8 @@ def recipe(record: dict) -> str:
     return (
         f"`train/psnr.py`: {steps}, batch {cfg['batch_size']}, {cfg['lq_patch']} px LR patches, "
         f"{cfg['loss'].upper()}, Adam {cfg['lr']:g} {cfg['lr_schedule']}, EMA {cfg['ema_decay']:g}"
+        + (", bf16 autocast" if cfg.get("mixed_precision") == "bf16" else "")
+        + (f", initialised from {cfg['init_from']}" if cfg.get("init_from") else "")
     )
 
 

@@ -53,7 +53,7 @@ def _points(curve: list, *, most: int = 4) -> str:
     return ", ".join(shown + [point for point in points[-1:] if point not in shown])
 
 
-def curve_note(result: dict) -> str:
+def curve_note(result: dict, previous_training: dict | None = None) -> str:
     tuned = result.get("fine_tune_all")
     if tuned:  # FSRCNN's transfer in two phases: split the run's curve where the second starts
         first = result["steps"] - tuned["steps"]
@@ -64,6 +64,12 @@ def curve_note(result: dict) -> str:
     note = (f"{result['steps']:,} steps in {result['seconds']:.0f} s on one GPU shared with the other zoo workers; "
             f"Set5 (EMA / raw) {curve}; kept the {result['best_source']} weights of step "
             f"{result['best_step']:,} ({result['best_set5_psnr']:.2f} dB on Set5 in training).")
+    if result.get("continued_from"):
+        before = ""
+        if previous_training:
+            before = (f" ({previous_training['steps']:,} steps, {previous_training['wall_seconds'] / 60:.1f} min on "
+                      f"{previous_training['hardware']}, by `{previous_training['script']}`)")
+        note += f" Continued from the weights srhub shipped before{before}, at a peak learning rate of {result['lr']:g}."
     if tuned:
         note += (f" FSRCNN's transfer: the {result['transfer_from']} network, its deconvolution fine-tuned alone, "
                  f"then every layer at a tenth of the rate.")
@@ -85,7 +91,13 @@ def main() -> int:
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args()
 
-    from ship_trained import TRAIN_291, measure, previous_record, ship
+    from ship_trained import (
+        TRAIN_291,
+        measure,
+        previous_record,
+        previous_training,
+        ship,
+    )
 
     torch.set_num_threads(2)
     folder = Path(args.folder)
@@ -121,7 +133,7 @@ def main() -> int:
             "data": TRAIN_291,
             "validation": "Set5",
             "hardware": f"{result['device']}, PyTorch {result['torch']}",
-            "note": curve_note(result),
+            "note": curve_note(result, previous_training(name)),
         }
         code = ship(name, model, training, data_root=args.data_root, must_beat=previous)
         if code == 0:

@@ -93,6 +93,12 @@ def previous_record(name: str) -> dict[str, float]:
     return {row["dataset"]: row["psnr"] for row in json.loads(path.read_text())["results"] if row["dataset"] in DATASETS}
 
 
+def previous_training(name: str) -> dict | None:
+    """The ``training`` section of the record ``name`` ships today (None for a new name)."""
+    path = ROOT / "srhub" / "weights" / f"{name}.json"
+    return json.loads(path.read_text())["training"] if path.exists() else None
+
+
 def measure(model, scale: int, data_root: str | None, datasets: list[str] = DATASETS) -> dict[str, dict]:
     rows = run_benchmark([model], datasets, [scale], data_root=data_root, progress=False)
     return {row["dataset"]: row for row in rows}

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 import srhub
-from srhub.metrics import psnr
 from srhub.data import BenchmarkDataset
+from srhub.metrics import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -95,6 +95,26 @@ def test_gpu_zoo_smoke_run_writes_loadable_best_weights(tmp_path):
             assert torch.equal(value, x4[key]), key
         else:  # a short fine-tune at lr / 10: Adam moves each weight about lr per step at most
             assert (value - x4[key]).abs().max() <= 3 * tuned["lr"] * tuned["steps"], key
+
+
+def test_from_shipped_goes_on_from_the_shipped_weights(tmp_path):
+    from safetensors.torch import load_file
+    from ship_gpu_zoo import curve_note
+    from ship_trained import previous_training
+
+    out = _run(tmp_path, "--budget-seconds", "8", "--models", "espcn", "--scales", "3", "--from-shipped")
+    result = json.loads((out / "results.json").read_text())["espcn-x3"]
+    assert result["kind"] == "continue" and result["continued_from"] == "srhub/weights/espcn-x3.safetensors"
+    assert result["lr"] == pytest.approx(3e-4) and result["steps"] >= 1
+    unpack(out, tmp_path / "models")
+    trained = srhub.load(tmp_path / "models" / "espcn-x3").state_dict()
+    shipped = load_file(ROOT / "srhub" / "weights" / "espcn-x3.safetensors")
+    assert trained.keys() == shipped.keys()
+    for key, value in shipped.items():  # Adam moves each weight about lr per step at most: it went on from them
+        assert (trained[key] - value.float()).abs().max() <= 3 * result["lr"] * result["steps"], key
+    before = previous_training("espcn-x3")
+    note = curve_note(result, before)
+    assert f"Continued from the weights srhub shipped before ({before['steps']:,} steps" in note and "0.0003" in note
 
 
 @pytest.mark.slow

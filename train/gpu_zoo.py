@@ -19,6 +19,9 @@ x2 and x4 start from the x3 network and fine-tune its deconvolution alone, then 
 lr / 10 (the paper stops after the deconvolution). PISR trains its teacher, distils the student, then a plain FSRCNN with the same
 data, loss and number of steps (teacher + student) for the paper's comparison.
 
+With ``--from-shipped`` every model srhub ships starts from those weights (a warm restart at
+0.3 x its learning rate), so that successive device runs add up instead of starting over.
+
 Every model keeps the weights (EMA or raw, whichever measured best) with the best Set5
 PSNR. ``$OUT`` gets ``results.json`` (recipes, curves, best figures), ``log.txt`` and the
 weights (srhub model folders) as ``weights.tar.partN`` (<= 15 MiB each); ship them with
@@ -74,6 +77,9 @@ TRANSFER_DECONV_SHARE = 0.4  # of the transfer's time: the deconvolution alone; 
 # FSRCNN's data augmentation (its section 4.1): every image also downscaled by these factors
 SCALE_AUGMENTATION = {"fsrcnn": (0.9, 0.8, 0.7, 0.6)}
 PISR_SPLIT = (0.25, 0.3, 0.45)  # teacher, student, plain FSRCNN (capped at 1.5x its share to reach the steps)
+# --from-shipped: each model starts from the weights srhub ships for its name (so device runs add up),
+# with its recipe's learning-rate peak times this (a warm restart of the cosine, not a fresh start)
+CONTINUE_LR_FACTOR = 0.3
 EMA_DECAY = 0.999
 PART_BYTES = 15 * 2**20
 
@@ -288,6 +294,15 @@ def run_job(recipe_name, scale, kind, *, seconds, device, images, set5s, args, l
     if kind in ("train", "transfer"):
         model = MODELS[arch](scale=scale, **config).to(device)
         params = list(model.parameters())
+        shipped = ROOT / "srhub" / "weights" / f"{arch}-x{scale}.safetensors"
+        if args.from_shipped and recipe_name == arch and shipped.exists():  # go on from what srhub ships
+            from safetensors.torch import load_file
+
+            model.load_state_dict({k: v.float() for k, v in load_file(shipped).items()})  # strict: the same network
+            kind = recipe["kind"] = "continue"
+            lr = recipe["lr"] = lr * CONTINUE_LR_FACTOR
+            recipe["continued_from"] = f"srhub/weights/{shipped.name}"
+            log(f"{arch}-x{scale}: continues from {recipe['continued_from']} at lr {lr:g}")
         if kind == "transfer" and f"{arch}-x3" not in done:
             log(f"{arch}-x3 is missing: x{scale} trains from scratch instead of the transfer")
             kind = recipe["kind"] = "train"
@@ -523,6 +538,7 @@ def _orchestrate(args, procs: dict) -> int:
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--deadline", str(own_deadline),
                    "--started", str(args.started), "--data", args.data, "--out", str(out), "--device", args.device]
         command += ["--smoke"] * args.smoke + ["--no-amp"] * args.no_amp + ["--checks", str(args.checks)]
+        command += ["--from-shipped"] * args.from_shipped
         command += (["--models", *args.models] if args.models else []) + (["--scales", *map(str, args.scales)] if args.scales else [])
         handle = open(out / "work" / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -566,6 +582,9 @@ def main() -> int:
     parser.add_argument("--no-amp", action="store_true", help="train the heavy models in float32")
     parser.add_argument("--checks", type=int, default=9, help="Set5 checks during each model's run (and one at its end)")
     parser.add_argument("--scales", type=int, nargs="*", help="only these scales (the FSRCNN transfer needs x3)")
+    parser.add_argument("--from-shipped", action="store_true",
+                        help="start each model from the weights srhub ships for it (srhub/weights/<name>.safetensors), "
+                             f"at {CONTINUE_LR_FACTOR:g} x its learning rate; PISR and unshipped models start from scratch")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--started", type=float, default=time.time(), help=argparse.SUPPRESS)
