@@ -614,7 +614,7 @@ def trained_card(record: dict) -> dict:
         + f", shipped inside the srhub package (`srhub.load(\"{record['name']}\")` works offline). "
         f"Set5 x{scale}: {set5['psnr']:.2f} dB (bicubic {set5['bicubic_psnr']:.2f} dB"
         + (f", paper {set5['paper_psnr']:.2f} dB" if set5.get("paper_psnr") is not None else "")
-        + f"). A short {'GPU' if gpu_zoo else 'CPU'} training run: see Training for the recipe and how far it is "
+        + f"). A short {'CPU' if 'CPU' in training['hardware'] else 'GPU'} training run: see Training for the recipe and how far it is "
         "from the paper."
     )
     kept = "the exponential moving average of the trained weights"

@@ -115,6 +115,8 @@ def test_from_shipped_goes_on_from_the_shipped_weights(tmp_path):
     before = previous_training("espcn-x3")
     note = curve_note(result, before)
     assert f"Continued from the weights srhub shipped before ({before['steps']:,} steps" in note and "0.0003" in note
+    assert result["device"].endswith(" CPU") and " cores" in result["device"]  # the CPU model, for the card
+    assert "on the CPU (" in note and "GPU" not in note
 
 
 @pytest.mark.slow

@@ -412,6 +412,12 @@ def save_model(model, folder: Path, *, half: bool, fallback_config: dict) -> Non
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def cpu_name() -> str:
+    from srhub.accel import cpu_description  # e.g. "AMD EPYC (family 26, model 2, Zen 5), 2 cores"
+
+    return f"{cpu_description()} CPU"
+
+
 def selected(job: tuple, args) -> bool:
     return (not args.models or job[0] in args.models) and (not args.scales or job[1] in args.scales)
 
@@ -468,7 +474,7 @@ def worker(args) -> int:
                 log(f"{name}: saving FAILED: {error!r}")
                 result = result | {"error": f"saving failed: {traceback.format_exc()}"}
             results[name] = result | {"params": model.num_parameters(), "saved_dtype": "float16" if half else "float32",
-                                      "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                                      "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
                                       "torch": torch.__version__, "worker": args.worker}
         (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
         if device.type == "cuda":
