@@ -102,8 +102,11 @@ def test_from_shipped_goes_on_from_the_shipped_weights(tmp_path):
     from ship_gpu_zoo import curve_note
     from ship_trained import previous_training
 
-    out = _run(tmp_path, "--budget-seconds", "8", "--models", "espcn", "--scales", "3", "--from-shipped")
-    result = json.loads((out / "results.json").read_text())["espcn-x3"]
+    out = _run(tmp_path, "--budget-seconds", "12", "--models", "espcn", "fsrcnn", "--scales", "3", "--from-shipped", "--parallel-jobs")
+    results = json.loads((out / "results.json").read_text())
+    assert {name: r["worker"] for name, r in results.items()} == {"espcn-x3": "espcn-x3", "fsrcnn-x3": "fsrcnn-x3"}
+    assert results["fsrcnn-x3"]["kind"] == "continue"  # one process per job: each goes on from srhub's weights
+    result = results["espcn-x3"]
     assert result["kind"] == "continue" and result["continued_from"] == "srhub/weights/espcn-x3.safetensors"
     assert result["lr"] == pytest.approx(3e-4) and result["steps"] >= 1
     unpack(out, tmp_path / "models")
@@ -153,3 +156,24 @@ def test_ship_refuses_a_model_that_does_not_beat_its_previous_record():
     previous = {row["dataset"]: row["psnr"] for row in record["results"]}
     assert ship("espcn-x2", srhub.load("espcn-x2").float(), record["training"], must_beat=previous) == 2
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_parallel_jobs_keeps_dependent_jobs_in_one_process():
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("gpu_zoo", ROOT / "train" / "gpu_zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+
+    def plan(**flags):
+        defaults = {"models": None, "scales": None, "parallel_jobs": True, "from_shipped": False}
+        return zoo.processes(SimpleNamespace(**(defaults | flags)))
+
+    separate = plan()
+    assert separate["heavy"] == ("heavy", None, None)  # compute-bound: one after another
+    assert separate["fsrcnn"] == ("fsrcnn", None, None)  # x2 / x4 start from this run's x3
+    assert separate["espcn-x4"] == ("srcnn-espcn", ["espcn"], [4]) and "srcnn-espcn" not in separate
+    shipped = plan(from_shipped=True, models=["fsrcnn"])
+    assert shipped == {f"fsrcnn-x{s}": ("fsrcnn", ["fsrcnn"], [s]) for s in (2, 3, 4)}
+    assert list(plan(parallel_jobs=False)) == list(zoo.WORKERS)

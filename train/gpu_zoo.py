@@ -21,6 +21,10 @@ data, loss and number of steps (teacher + student) for the paper's comparison.
 
 With ``--from-shipped`` every model srhub ships starts from those weights (a warm restart at
 0.3 x its learning rate), so that successive device runs add up instead of starting over.
+``--parallel-jobs`` gives every light job its own process (the light models are bound by kernel
+launches, not by the GPU), so each trains for the whole budget instead of a share of it:
+
+    python train/gpu_zoo.py --out $OUT --budget-seconds 540 --from-shipped --parallel-jobs --models srcnn espcn fsrcnn
 
 Every model keeps the weights (EMA or raw, whichever measured best) with the best Set5
 PSNR. ``$OUT`` gets ``results.json`` (recipes, curves, best figures), ``log.txt`` and the
@@ -431,11 +435,12 @@ def worker(args) -> int:
     torch.backends.cudnn.benchmark = True
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    out = Path(args.out) / "work" / args.worker
+    label = args.label or args.worker
+    out = Path(args.out) / "work" / label
     out.mkdir(parents=True, exist_ok=True)
 
     def log(message: str) -> None:
-        print(f"[{args.worker} {time.time() - args.started:5.0f}s] {message}", flush=True)
+        print(f"[{label} {time.time() - args.started:5.0f}s] {message}", flush=True)
 
     images = [image.to(device) for image in read_images(Path(args.data) / "train")]
     cache = {}
@@ -475,7 +480,7 @@ def worker(args) -> int:
                 result = result | {"error": f"saving failed: {traceback.format_exc()}"}
             results[name] = result | {"params": model.num_parameters(), "saved_dtype": "float16" if half else "float32",
                                       "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-                                      "torch": torch.__version__, "worker": args.worker}
+                                      "torch": torch.__version__, "worker": label}
         (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -509,6 +514,23 @@ def pack(out: Path, log) -> None:
     log(f"packed {len(results)} models, {len(data) / 2**20:.1f} MiB of weights in {math.ceil(len(data) / PART_BYTES)} parts")
 
 
+def processes(args) -> dict[str, tuple[str, list[str] | None, list[int] | None]]:
+    """{process label: (worker, models, scales)}: each worker with its selected jobs, or with
+    ``--parallel-jobs`` one process per light job, so that each gets the whole budget on the GPU
+    (heavy models stay one after another; FSRCNN's x3 -> x2/x4 transfer needs its x3 in the same
+    process unless ``--from-shipped`` starts every scale from srhub's weights)."""
+    plan = {}
+    for name, jobs in WORKERS.items():
+        chosen = [job for job in jobs if selected(job, args)]
+        if not chosen:
+            continue
+        if not args.parallel_jobs or name == "heavy" or (name == "fsrcnn" and not args.from_shipped):
+            plan[name] = (name, args.models, args.scales)
+        else:
+            plan.update({f"{recipe}-x{scale}": (name, [recipe], [scale]) for recipe, scale, _ in chosen})
+    return plan
+
+
 def orchestrate(args) -> int:
     procs: dict = {}
     try:
@@ -528,7 +550,8 @@ def _orchestrate(args, procs: dict) -> int:
     def log(message: str) -> None:
         print(f"[main {time.time() - args.started:5.0f}s] {message}", flush=True)
 
-    names = [w for w in WORKERS if any(selected(job, args) for job in WORKERS[w])]
+    plan = processes(args)
+    names = list(plan)
     log(f"device {args.device}; workers {', '.join(names)}; budget {args.budget_seconds} s")
     # on a GPU the workers run side by side; on a CPU (smoke tests) one after another, each with its share
     concurrent = args.device != "cpu"
@@ -541,11 +564,13 @@ def _orchestrate(args, procs: dict) -> int:
             except subprocess.TimeoutExpired:
                 log(f"{names[index - 1]} over time: stopping it")
                 previous.kill()
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--deadline", str(own_deadline),
+        worker_name, models, scales = plan[name]
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", worker_name, "--label", name,
+                   "--deadline", str(own_deadline),
                    "--started", str(args.started), "--data", args.data, "--out", str(out), "--device", args.device]
         command += ["--smoke"] * args.smoke + ["--no-amp"] * args.no_amp + ["--checks", str(args.checks)]
         command += ["--from-shipped"] * args.from_shipped
-        command += (["--models", *args.models] if args.models else []) + (["--scales", *map(str, args.scales)] if args.scales else [])
+        command += (["--models", *models] if models else []) + (["--scales", *map(str, scales)] if scales else [])
         handle = open(out / "work" / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
                                         env=os.environ | {"PYTHONUNBUFFERED": "1"}), handle)
@@ -591,7 +616,10 @@ def main() -> int:
     parser.add_argument("--from-shipped", action="store_true",
                         help="start each model from the weights srhub ships for it (srhub/weights/<name>.safetensors), "
                              f"at {CONTINUE_LR_FACTOR:g} x its learning rate; PISR and unshipped models start from scratch")
+    parser.add_argument("--parallel-jobs", action="store_true",
+                        help="one process per light job (on a GPU each gets the whole budget instead of a share)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--label", help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--started", type=float, default=time.time(), help=argparse.SUPPRESS)
     args = parser.parse_args()
