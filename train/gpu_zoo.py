@@ -417,7 +417,9 @@ def save_model(model, folder: Path, *, half: bool, fallback_config: dict) -> Non
 
 
 def cpu_name() -> str:
-    from srhub.accel import cpu_description  # e.g. "AMD EPYC (family 26, model 2, Zen 5), 2 cores"
+    from srhub.accel import (
+        cpu_description,  # e.g. "AMD EPYC (family 26, model 2, Zen 5), 2 cores"
+    )
 
     return f"{cpu_description()} CPU"
 
