@@ -85,18 +85,22 @@ def describe_data(train_config: dict) -> str:
     return {"train-291": TRAIN_291, "photos-43": PHOTOS_43}.get(folder, f"random patches of {folder} (LR by MATLAB-bicubic imresize)")
 
 
+def _current_record(name: str) -> dict | None:
+    """The record ``name`` ships today in this checkout (the one ``ship`` replaces), None for a new name."""
+    path = ROOT / "srhub" / "weights" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def previous_record(name: str) -> dict[str, float]:
     """{dataset: PSNR} of the record ``name`` ships today (empty for a new name): what a retrained model must beat."""
-    path = ROOT / "srhub" / "weights" / f"{name}.json"
-    if not path.exists():
-        return {}
-    return {row["dataset"]: row["psnr"] for row in json.loads(path.read_text())["results"] if row["dataset"] in DATASETS}
+    record = _current_record(name) or {"results": []}
+    return {row["dataset"]: row["psnr"] for row in record["results"] if row["dataset"] in DATASETS}
 
 
 def previous_training(name: str) -> dict | None:
     """The ``training`` section of the record ``name`` ships today (None for a new name)."""
-    path = ROOT / "srhub" / "weights" / f"{name}.json"
-    return json.loads(path.read_text())["training"] if path.exists() else None
+    record = _current_record(name)
+    return record["training"] if record else None
 
 
 def measure(model, scale: int, data_root: str | None, datasets: list[str] = DATASETS) -> dict[str, dict]:

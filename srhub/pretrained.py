@@ -596,6 +596,17 @@ def _format_psnr(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _training_set(training: dict) -> str | None:
+    """"train-291" or "photos-43": the shared training set a record's data sentence names (None: another)."""
+    data = str(training.get("data", ""))
+    return next((folder for folder in ("train-291", "photos-43") if folder in data), None)
+
+
+def _on_cpu(training: dict) -> bool:
+    """Whether a record was trained on a CPU (both ship scripts put "CPU" in the hardware of such runs)."""
+    return "CPU" in str(training.get("hardware", ""))
+
+
 def trained_card(record: dict) -> dict:
     """``model_card_kwargs`` for a model trained by srhub, generated from its shipped record."""
     training = record["training"]
@@ -606,15 +617,14 @@ def trained_card(record: dict) -> dict:
     gpu_zoo = training["script"].endswith("gpu_zoo.py")  # train/gpu_zoo.py: 291 images, minutes on one GPU
     if training["script"].endswith("pisr.py") or (gpu_zoo and record["name"].startswith("pisr")):
         network = "PISR student (an FSRCNN distilled from a teacher that sees the HR image)"
-    data = training["data"]
+    described = {"train-291": "the 291-image set (91 images + BSDS200)", "photos-43": "a 43-photo set"}
     summary = (
         f"{network} x{scale} trained by srhub on "
-        + ("the 291-image set (91 images + BSDS200)" if "train-291" in data
-           else "a 43-photo set" if "photos-43" in data else data.split(" (")[0].removeprefix("random patches of "))
+        + described.get(_training_set(training), training["data"].split(" (")[0].removeprefix("random patches of "))
         + f", shipped inside the srhub package (`srhub.load(\"{record['name']}\")` works offline). "
         f"Set5 x{scale}: {set5['psnr']:.2f} dB (bicubic {set5['bicubic_psnr']:.2f} dB"
         + (f", paper {set5['paper_psnr']:.2f} dB" if set5.get("paper_psnr") is not None else "")
-        + f"). A short {'CPU' if 'CPU' in training['hardware'] else 'GPU'} training run: see Training for the recipe and how far it is "
+        + f"). A short {'CPU' if _on_cpu(training) else 'GPU'} training run: see Training for the recipe and how far it is "
         "from the paper."
     )
     kept = "the exponential moving average of the trained weights"
@@ -694,9 +704,8 @@ def _trained_on(name: str) -> str:
         training = json.loads(package_weights_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))["training"]
     except (OSError, KeyError, ValueError):
         return "trained by srhub"
-    data = str(training.get("data", ""))
-    source = "the 291-image set" if "train-291" in data else "photos-43" if "photos-43" in data else "its own data"
-    where = "one GPU" if "GPU" in str(training.get("hardware", "")) or "H200" in str(training.get("hardware", "")) else "2 CPU cores"
+    source = {"train-291": "the 291-image set", "photos-43": "photos-43"}.get(_training_set(training), "its own data")
+    where = "2 CPU cores" if _on_cpu(training) else "one GPU"
     return f"trained by srhub on {source} ({where})"
 
 

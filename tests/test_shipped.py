@@ -97,10 +97,11 @@ def test_model_card_is_generated_from_the_record(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_card_names_the_data_the_recorded_command_read(name):
     # a train/*.py run records --train-data; its card must name that folder, not a default
-    training = pretrained.shipped_record(name)["training"]
+    record = pretrained.shipped_record(name)
+    training = record["training"]
     folder = training["config"].get("train_data") or "train-291"  # train/gpu_zoo.py reads the packed 291 images
     assert Path(folder).name in training["data"]
-    summary = pretrained.trained_card(pretrained.shipped_record(name))["summary"]
+    summary = pretrained.trained_card(record)["summary"]
     assert ("291-image set" in summary) == (Path(folder).name == "train-291")
 
 

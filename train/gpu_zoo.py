@@ -417,9 +417,8 @@ def save_model(model, folder: Path, *, half: bool, fallback_config: dict) -> Non
 
 
 def cpu_name() -> str:
-    from srhub.accel import (
-        cpu_description,  # e.g. "AMD EPYC (family 26, model 2, Zen 5), 2 cores"
-    )
+    """The CPU's model for a CPU run's record, e.g. "AMD EPYC (family 26, model 2, Zen 5), 2 cores CPU"."""
+    from srhub.accel import cpu_description
 
     return f"{cpu_description()} CPU"
 
