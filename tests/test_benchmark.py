@@ -78,7 +78,7 @@ def test_cli_writes_json_and_markdown(datasets_root, tmp_path, capsys):
     assert row["model"] == "bicubic" and row["dataset"] == "Set5" and row["scale"] == 4 and row["images"] == 5
     assert row["psnr"] == pytest.approx(28.42, abs=0.02) and row["ssim"] == pytest.approx(0.8104, abs=0.002)
     assert row["seconds_per_image"] > 0
-    markdown = (tmp_path / "results" / "bicubic.md").read_text()
+    markdown = (tmp_path / "results" / "bicubic.md").read_text(encoding="utf-8")
     assert "| bicubic | 0 | Set5 | x4 |" in markdown and "Protocol:" in markdown
 
 

@@ -399,7 +399,7 @@ def test_cli_convert_pth_writes_loadable_folder(tmp_path, capsys):
     code = cli.main(["convert", str(tmp_path / "RealESRGAN_x2plus.pth"), "-o", str(out), "--license", "bsd-3-clause"])
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
-    card = (out / "README.md").read_text()
+    card = (out / "README.md").read_text(encoding="utf-8")
     assert "license: bsd-3-clause" in card and "RealESRGAN_x2plus.pth" in card
     assert_same_outputs(srhub.load(out), model)
     assert cli.main(["convert", str(tmp_path / "RealESRGAN_x2plus.pth"), "-o", str(out)]) == 2  # exists

@@ -211,7 +211,7 @@ def test_non_strict_is_refused(saved):
 
 
 def test_model_card_is_complete(saved):
-    card = (saved / "README.md").read_text()
+    card = (saved / "README.md").read_text(encoding="utf-8")
     assert card.startswith("---\n")
     for needle in ("library_name: srhub", "pipeline_tag: image-to-image", "license:", "## Usage",
                    "## Evaluation", "## Limitations", "## Citation", "@article"):
@@ -230,5 +230,5 @@ def test_model_card_records_results_and_datasets(tmp_path):
             training="100 steps of L1 on photos-43",
         ),
     )
-    card = (tmp_path / "README.md").read_text()
+    card = (tmp_path / "README.md").read_text(encoding="utf-8")
     assert "model-index" in card and "30.1" in card and "photos-43" in card and "100 steps" in card

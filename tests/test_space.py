@@ -63,7 +63,7 @@ def test_space_card_front_matter(space):
     assert data["title"] and data["emoji"] and 0 < len(data["short_description"]) <= 60
     assert data["models"] == [spec.hub_repo_id for spec in srhub.list_pretrained()]
     assert {"super-resolution", "image-to-image"} <= set(data["tags"])
-    assert "someone/sr-demo" in (space / "README.md").read_text()  # the API example names the Space
+    assert "someone/sr-demo" in (space / "README.md").read_text(encoding="utf-8")  # the API example names the Space
     for pin in ("openvino==", "onnx==", "torch==", "gradio==", "spaces=="):  # the CPU runtime of the default path
         assert re.search(rf"^{re.escape(pin)}", requirements, re.MULTILINE), pin
     try:

@@ -230,7 +230,7 @@ def test_psnr_script_trains_saves_and_cards(crops, tmp_path):
     assert result["step"] == 40 and _went_down(result["losses"])
     model = srhub.load(str(tmp_path / "model"))
     assert type(model).__name__ == "ESPCN" and model.scale == 4
-    card = (tmp_path / "model" / "README.md").read_text()
+    card = (tmp_path / "model" / "README.md").read_text(encoding="utf-8")
     assert "train/psnr.py --model espcn" in card and "40 optimizer steps" in card and "val" in card
     assert f"{result['metrics']['val']['psnr']:.2f}" in card
 
@@ -425,7 +425,7 @@ def test_two_process_ddp_on_cpu(crops, tmp_path):
     for step in (2, 4):  # mean over the interval's two steps and over both processes
         assert logged["train/loss"][step] == pytest.approx((reference["train/loss"][step - 1] + reference["train/loss"][step]) / 2, rel=1e-5)
     assert logged["images"]["val/val"] == 2  # bicubic | SR | GT at each validation
-    card = (tmp_path / "ddp" / "model" / "README.md").read_text()
+    card = (tmp_path / "ddp" / "model" / "README.md").read_text(encoding="utf-8")
     assert "\n# ddp\n" in card
     (line,) = [line for line in card.splitlines() if "from_pretrained(" in line]
     path = line.split('from_pretrained("')[1].split('"')[0]
@@ -509,7 +509,7 @@ def test_pisr_resume_keeps_the_new_schedule(crops, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "the checkpoint's schedule spans 2 steps; continuing with 4" in done.stderr
     assert "the checkpoint's peak learning rate is 0.0001; continuing with 0.0002" in done.stderr
-    assert (tmp_path / "teacher" / "README.md").read_text().count(f"# {tmp_path.name}-teacher") == 1
+    assert (tmp_path / "teacher" / "README.md").read_text(encoding="utf-8").count(f"# {tmp_path.name}-teacher") == 1
 
 
 def test_paired_training_folders(crops, tmp_path):
@@ -531,7 +531,7 @@ def test_paired_training_folders(crops, tmp_path):
     done = _run(*TINY_SRCNN, "--steps", "2", "--train-data", hr, "--train-lq-data", lr, "--val-data", crops / "val",
                 "--output-dir", tmp_path / "run", "--log-with", "none", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"paired with LR {lr}" in done.stdout and f"paired with LR `{lr}`" in (tmp_path / "run" / "model" / "README.md").read_text()
+    assert f"paired with LR {lr}" in done.stdout and f"paired with LR `{lr}`" in (tmp_path / "run" / "model" / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
