@@ -307,6 +307,19 @@ class _Compiled:
             self.requests.put(request)
 
 
+# OpenVINO's compile_model saves the process-wide C locale, sets it to "C" and restores it. Two
+# compiles at once in different threads (a served app's two requests, a compile ahead beside a first
+# call) can interleave those calls so that the process is left in the "C" locale for good, where
+# Python's open() and subprocess text default to ASCII. So srhub compiles one graph at a time.
+_compile_lock = threading.Lock()
+
+
+def _compile(core, graph, config: dict):
+    """``core.compile_model(graph, "CPU", config)``, one at a time in this process."""
+    with _compile_lock:
+        return core.compile_model(graph, "CPU", config)
+
+
 class _OpenVINORunner:
     """OpenVINO on the CPU: a static-shape compile per input shape (tiles repeat their shape;
     a static graph saves ~7 ms per call, which matters for small models on small tiles, and
@@ -386,7 +399,7 @@ class _OpenVINORunner:
     @property
     def dynamic(self) -> _Compiled:
         if self._dynamic is None:
-            self._dynamic = _Compiled(self.core.compile_model(self.graph, "CPU", self.config))
+            self._dynamic = _Compiled(_compile(self.core, self.graph, self.config))
         return self._dynamic
 
     def _compile_static(self, shape: tuple) -> _Compiled:
@@ -396,7 +409,7 @@ class _OpenVINORunner:
         if path is not None and path.is_file() and path.with_suffix(".bin").is_file():
             ahead = _compiled_ahead(path, self.config)
             try:  # (never touch the file: OpenVINO's cache key for a path includes its modification time)
-                compiled = _Compiled(ahead or self.core.compile_model(str(path), "CPU", self.config))
+                compiled = _Compiled(ahead or _compile(self.core, str(path), self.config))
                 _remember(self.name, path, self.config)
                 return compiled
             except (OSError, RuntimeError):
@@ -410,12 +423,12 @@ class _OpenVINORunner:
                 for old in statics[:-MAX_STATIC_IR]:
                     old.with_suffix(".bin").unlink(missing_ok=True)
                     old.unlink(missing_ok=True)
-                compiled = _Compiled(self.core.compile_model(str(path), "CPU", self.config))
+                compiled = _Compiled(_compile(self.core, str(path), self.config))
                 _remember(self.name, path, self.config)
                 return compiled
             except (OSError, RuntimeError):
                 pass
-        return _Compiled(self.core.compile_model(graph, "CPU", self.config))
+        return _Compiled(_compile(self.core, graph, self.config))
 
     def _for_shape(self, shape: tuple) -> _Compiled:
         with self.lock:
@@ -510,7 +523,7 @@ def prewarm(name: str) -> bool:
         try:
             core = ov.Core()
             core.set_property({"CACHE_DIR": str(folder)})
-            future.set_result(core.compile_model(str(xml), "CPU", config))
+            future.set_result(_compile(core, str(xml), config))
         except BaseException as error:  # noqa: BLE001 - handed to the runner, which then compiles itself
             future.set_exception(error)
 

@@ -398,3 +398,54 @@ def test_conv_flops_counts_by_hand():
     h, w = 10, 6
     expected = 2 * h * w * 9 * (3 * 4 + 4 * 4 + 4 * 12)
     assert accel.conv_flops(model, (1, 3, h, w)) == expected
+
+
+
+def test_compiling_in_two_threads_keeps_the_process_locale(monkeypatch):
+    """OpenVINO's compile_model sets the process-wide locale to "C" and back. Two compiles at once
+    (a served app's two requests, or a compile ahead beside a first call) interleave those calls,
+    and the process could be left in the C locale for good, where Python's open() defaults to
+    ASCII. srhub compiles one graph at a time: here each compile is slowed down so that two
+    unguarded ones would overlap, and the most seen at once is counted."""
+    ov = pytest.importorskip("openvino")
+    import locale
+    import threading
+    import time
+
+    real_compile, guard = ov.Core.compile_model, threading.Lock()
+    in_flight, most = [0], [0]
+
+    def slow_compile(self, *args, **kwargs):
+        with guard:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            time.sleep(0.02)
+            return real_compile(self, *args, **kwargs)
+        finally:
+            with guard:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(ov.Core, "compile_model", slow_compile)
+    before = locale.setlocale(locale.LC_ALL)
+    runners = [accel._OpenVINORunner(accel.exported_graph(tiny_vgg()), precision="fp32", threads=1, max_static=8)
+               for _ in range(2)]
+    errors = []
+
+    def work(runner, offset):
+        try:
+            for size in range(12, 24, 2):  # each shape twice: a dynamic call, then a static compile
+                lq = torch.rand(1, 3, size + offset, size)
+                runner(lq), runner(lq)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(runner, offset)) for offset, runner in enumerate(runners)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sum(len(runner.static) for runner in runners) == 12  # every compile really happened
+    assert most[0] == 1
+    assert locale.setlocale(locale.LC_ALL) == before
