@@ -177,3 +177,28 @@ def test_parallel_jobs_keeps_dependent_jobs_in_one_process():
     shipped = plan(from_shipped=True, models=["fsrcnn"])
     assert shipped == {f"fsrcnn-x{s}": ("fsrcnn", ["fsrcnn"], [s]) for s in (2, 3, 4)}
     assert list(plan(parallel_jobs=False)) == list(zoo.WORKERS)
+
+
+def test_fsrcnn_deconvolution_learns_at_a_tenth_of_the_rate():
+    """FSRCNN's paper: 10^-3 for the convolutions, 10^-4 for the deconvolution (LAYER_LR)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_zoo", ROOT / "train" / "gpu_zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    torch.manual_seed(0)
+    model = srhub.FSRCNN(scale=3)
+    groups = zoo.param_groups(model, "fsrcnn", model.parameters())
+    deconv = {id(p) for p in model.body.deconvolution.parameters()}
+    assert sorted(g["lr_scale"] for g in groups) == [0.1, 1.0]
+    assert {id(p) for g in groups if g["lr_scale"] == 0.1 for p in g["params"]} == deconv
+    assert [g["lr_scale"] for g in zoo.param_groups(model, "pisr", model.parameters())] == [1.0]  # the same net, one rate
+
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    lq, gt = torch.rand(4, 1, 7, 7), torch.rand(4, 1, 21, 21)
+    zoo.optimise("t", model, groups, lambda: torch.nn.functional.mse_loss(model.body(lq), gt), lr=1e-3,
+                 seconds=60, max_steps=1, log=lambda message: None, checks=0)
+    moved = {name: float((p.detach() - before[name]).abs().max()) for name, p in model.named_parameters()}
+    # Adam's first step moves every weight with a gradient by about its learning rate
+    conv = moved["body.feature_extraction.0.weight"]
+    assert conv > 0 and moved["body.deconvolution.weight"] == pytest.approx(conv / 10, rel=0.05)
