@@ -65,7 +65,7 @@ RECIPES = {
     "rrdbnet": ("rrdbnet", {"num_blocks": 23}, "l1", 2e-4, 16, {4: 32}, "rgb", True, 1.4),
     "srcnn": ("srcnn", {"variant": "9-5-5"}, "mse", 5e-4, 128, {2: 24, 3: 16, 4: 12}, "y", False, 1.5),
     "espcn": ("espcn", {}, "mse", 1e-3, 128, {2: 17, 3: 17, 4: 17}, "y", False, 1.0),
-    "fsrcnn": ("fsrcnn", {}, "mse", 1e-3, 16, {2: 10, 3: 7, 4: 6}, "y", False, 1.0),  # the paper's sub-images
+    "fsrcnn": ("fsrcnn", {}, "mse", 1e-3, 16, {2: 10, 3: 7, 4: 6}, "y", False, 1.0),  # sub-images as in [*]
     "bsrn-s": ("bsrn-s", {}, "l1", 1e-3, 64, {2: 48, 3: 48, 4: 48}, "rgb", True, 1.0),
     "pisr": ("fsrcnn", {}, "l1", 1e-4, 16, {2: 96, 3: 64, 4: 48}, "y", False, 1.0),  # authors: 192 px HR, batch 16
 }
@@ -79,10 +79,11 @@ WORKERS = {
 }
 FSRCNN_TRANSFER_WEIGHT = 0.5  # share of a from-scratch job the x3 -> x2 / x4 transfer gets
 TRANSFER_DECONV_SHARE = 0.4  # of the transfer's time: the deconvolution alone; then every layer at lr / 10
-# Learning-rate factors by parameter name prefix. FSRCNN (its section 4.1): 10^-3 for the
-# convolutions, 10^-4 for the deconvolution. With small batches of the paper's tiny sub-images and
-# this split, a 2-core CPU run beats the earlier recipe (batch 128 of 16 px LR patches, one rate)
-# on Set5 x3 within 4 epochs of the 91 images (README, "FSRCNN's own recipe").
+# Learning-rate factors by parameter name prefix. FSRCNN: 10^-3 for the convolutions, 10^-4 for the
+# deconvolution, as the paper trains it. [*] Its LR sub-images are tiny (the authors' released x3
+# Caffe model takes 7x7 inputs; 10 / 7 / 6 px at x2 / x3 / x4 as yjn870/FSRCNN-pytorch follows the
+# paper). Batches of 16 of these, with this split, beat the earlier recipe (batch 128 of 16 px LR
+# patches, one rate) on Set5 x3 within 4 epochs of the 91 images on 2 CPU cores (README).
 LAYER_LR = {"fsrcnn": {"body.deconvolution.": 0.1}}
 # FSRCNN's data augmentation (its section 4.1): every image also downscaled by these factors
 SCALE_AUGMENTATION = {"fsrcnn": (0.9, 0.8, 0.7, 0.6)}
