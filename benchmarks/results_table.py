@@ -37,12 +37,15 @@ def recipe(record: dict) -> str:
     cfg = record["training"]["config"]
     steps = f"{record['training']['steps']:,} steps"
     if record["training"]["script"].endswith("gpu_zoo.py"):
+        where = record["training"]["hardware"].split(",")[0]  # "NVIDIA H200", or "AMD EPYC (family 26" of a CPU's
+        where = f"{where.split(' (')[0]} CPU" if "(" in where and ")" not in where else where
         return (
-            f"`train/gpu_zoo.py` ({record['training']['hardware'].split(',')[0]}): {steps}, batch {cfg['batch_size']}, "
+            f"`train/gpu_zoo.py` ({where}): {steps}, batch {cfg['batch_size']}, "
             f"{cfg['lq_patch']} px LR patches, {cfg['loss'].upper()}, Adam {cfg['lr']:g} cosine over its time, "
             f"best-on-Set5 {cfg['best_source']} weights"
             + (", continued from the weights shipped before" if cfg.get("continued_from") else "")
             + (f", images also downscaled by {', '.join(map(str, cfg['scale_augmentation']))}" if cfg.get("scale_augmentation") else "")
+            + "".join(f", {prefix.rstrip('.').rpartition('.')[2]} at {factor:g} x lr" for prefix, factor in cfg.get("layer_lr", {}).items())
             + (f", the {cfg['transfer_from']} network, its deconvolution fine-tuned, then every layer at lr / 10" if cfg.get("fine_tune_all")
                else f", the {cfg['transfer_from']} network with only its deconvolution fine-tuned" if cfg.get("transfer_from") else "")
         )
