@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import srhub  # noqa: E402
-from srhub.data import IMAGE_EXTENSIONS, resolve_benchmark  # noqa: E402
+from srhub.data import BenchmarkDataset  # noqa: E402
 from srhub.degradations import imresize  # noqa: E402
 from srhub.metrics import psnr  # noqa: E402
 
@@ -50,8 +50,7 @@ def pair(path: Path, scale: int, *, hr_by: str, lr_by: str) -> tuple[torch.Tenso
 
 
 @torch.no_grad()
-def set5_psnr(model, folder: Path, *, hr_by: str, lr_by: str) -> float:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+def set5_psnr(model, files: list[Path], *, hr_by: str, lr_by: str) -> float:
     scores = []
     for path in files:
         lq, gt = pair(path, model.scale, hr_by=hr_by, lr_by=lr_by)
@@ -66,13 +65,13 @@ def main() -> int:
     parser.add_argument("--data-root", default=None, help="folder holding Set5 (default: srhub.data.default_data_root)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    _, folder = resolve_benchmark("Set5", data_root=args.data_root)
     protocols = [("crop", "matlab"), ("crop", "pil"), ("resize", "matlab"), ("resize", "pil")]
     print("Set5 Y-PSNR (dB), border = scale; HR made a multiple of the scale by / LR made by")
     print(f"{'model':14s} " + " ".join(f"{h + ' / ' + l:>16s}" for h, l in protocols) + "   resize - crop (PIL LR)")
     for name in args.names:
         model = srhub.load(name).float().eval()
-        values = [set5_psnr(model, folder, hr_by=h, lr_by=l) for h, l in protocols]
+        files = BenchmarkDataset("Set5", scale=model.scale, data_root=args.data_root).files  # the set srhub measures
+        values = [set5_psnr(model, files, hr_by=h, lr_by=l) for h, l in protocols]
         print(f"{name:14s} " + " ".join(f"{v:16.3f}" for v in values) + f"   {values[3] - values[1]:+.3f}")
     print("srhub's table uses crop / matlab (the papers' MATLAB protocol).")
     return 0

@@ -400,7 +400,6 @@ def test_conv_flops_counts_by_hand():
     assert accel.conv_flops(model, (1, 3, h, w)) == expected
 
 
-
 def test_compiling_in_two_threads_keeps_the_process_locale(monkeypatch):
     """OpenVINO's compile_model sets the process-wide locale to "C" and back. Two compiles at once
     (a served app's two requests, or a compile ahead beside a first call) interleave those calls,

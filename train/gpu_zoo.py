@@ -457,7 +457,7 @@ def worker(args) -> int:
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(2)
     torch.manual_seed(0)
     label = args.label or args.worker
     out = Path(args.out) / "work" / label
@@ -594,7 +594,6 @@ def _orchestrate(args, procs: dict) -> int:
                    "--started", str(args.started), "--data", args.data, "--out", str(out), "--device", args.device]
         command += ["--smoke"] * args.smoke + ["--no-amp"] * args.no_amp + ["--checks", str(args.checks)]
         command += ["--from-shipped"] * args.from_shipped
-        command += ["--threads", str(args.threads)]
         command += (["--models", *models] if models else []) + (["--scales", *map(str, scales)] if scales else [])
         handle = open(out / "work" / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -643,7 +642,6 @@ def main() -> int:
                              f"at {CONTINUE_LR_FACTOR:g} x its learning rate; PISR and unshipped models start from scratch")
     parser.add_argument("--parallel-jobs", action="store_true",
                         help="one process per light job (on a GPU each gets the whole budget instead of a share)")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch threads per process")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--label", help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
