@@ -29,7 +29,8 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="local/gpu-data")
-    parser.add_argument("--train", default=str(DATASETS / "train-291"))
+    parser.add_argument("--train", nargs="+", default=[str(DATASETS / "train-291")],
+                        help="training image folders (several: their images together, e.g. train-291 and photos-43)")
     parser.add_argument("--val", default=str(DATASETS / "benchmark" / "Set5"))
     parser.add_argument("--limit", type=int, default=None, help="pack only the first N training images (smoke tests)")
     parser.add_argument("--method", type=int, default=4, help="WebP effort 0-6 (4: as small as 6 on these images, 20x faster)")
@@ -39,7 +40,10 @@ def main() -> int:
     for sub in ("train", "Set5", "pylib"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
-    sources = sorted(p for p in Path(args.train).iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg", ".tif"))
+    sources = [p for folder in args.train for p in sorted(Path(folder).iterdir())
+               if p.suffix.lower() in (".png", ".bmp", ".jpg", ".tif")]
+    if len({p.stem for p in sources}) < len(sources):
+        raise SystemExit("two training images share a file name; they would overwrite each other")
     sources = sources[: args.limit] if args.limit else sources
     total = 0
     for path in sources:
@@ -59,7 +63,7 @@ def main() -> int:
 
     shutil.copy2(png.__file__, out / "pylib" / "png.py")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    manifest = {"train_source": str(args.train), "val_source": str(args.val), "train_images": len(sources),
+    manifest = {"train_source": [str(folder) for folder in args.train], "val_source": str(args.val), "train_images": len(sources),
                 "train_webp_bytes": total, "folder_bytes": size}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"packed {len(sources)} training images into {total / 1e6:.1f} MB of lossless WebP; "

@@ -43,6 +43,7 @@ def recipe(record: dict) -> str:
             f"`train/gpu_zoo.py` ({where}): {steps}, batch {cfg['batch_size']}, "
             f"{cfg['lq_patch']} px LR patches, {cfg['loss'].upper()}, Adam {cfg['lr']:g} cosine over its time, "
             f"best-on-Set5 {cfg['best_source']} weights"
+            + (f", on {' + '.join(cfg['train_data'])}" if cfg.get("train_data", ["train-291"]) != ["train-291"] else "")
             + (", continued from the weights shipped before" if cfg.get("continued_from") else "")
             + (f", images also downscaled by {', '.join(map(str, cfg['scale_augmentation']))}" if cfg.get("scale_augmentation") else "")
             + "".join(f", {prefix.rstrip('.').rpartition('.')[2]} at {factor:g} x lr" for prefix, factor in cfg.get("layer_lr", {}).items())

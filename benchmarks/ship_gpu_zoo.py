@@ -83,6 +83,14 @@ def curve_note(result: dict, previous_training: dict | None = None) -> str:
     return note
 
 
+def training_data(result: dict) -> str:
+    """The card's words on what a zoo run trained on: each folder it packed (train-291 for runs
+    recorded before ``train_data`` was)."""
+    from ship_trained import describe_data
+
+    return "; and ".join(describe_data({"train_data": folder}) for folder in result.get("train_data") or ["train-291"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="the files the device run returned")
@@ -94,7 +102,6 @@ def main() -> int:
     args = parser.parse_args()
 
     from ship_trained import (
-        TRAIN_291,
         measure,
         previous_record,
         previous_training,
@@ -132,7 +139,7 @@ def main() -> int:
             "config": {k: v for k, v in result.items() if k not in ("curve", "teacher", "error")},
             "steps": result["steps"],
             "wall_seconds": result["seconds"],
-            "data": TRAIN_291,
+            "data": training_data(result),
             "validation": "Set5",
             "hardware": f"{result['device']}, PyTorch {result['torch']}",
             "note": curve_note(result, previous_training(name)),

@@ -42,7 +42,8 @@ from srhub.training import config_to_dict  # noqa: E402
 DATASETS = ["Set5", "Set14"]
 TRAIN_291 = ("random crops of train-291: Yang et al.'s 91 images and the 200 BSDS300 training images "
              "(research use only, as their authors publish them); LR by MATLAB-bicubic imresize")
-PHOTOS_43 = "random patches of photos-43 (43 photos, 1200 px long side; LR by MATLAB-bicubic imresize)"
+PHOTOS_43 = ("random patches of photos-43 (43 photos and renders from Debian's wallpaper packages, each under the "
+             "licence in its package's copyright file; 1200 px long side; LR by MATLAB-bicubic imresize)")
 # measured too where they are on disk (``srhub benchmark --download`` fetches the Hub copies on a connected
 # machine); the README table says "not on disk" where a record has no figure for them
 EXTRA_DATASETS = ["B100", "Urban100"]

@@ -596,10 +596,11 @@ def _format_psnr(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _training_set(training: dict) -> str | None:
-    """"train-291" or "photos-43": the shared training set a record's data sentence names (None: another)."""
+def _training_sets(training: dict, words: dict[str, str], other: str) -> str:
+    """The shared training sets ("train-291", "photos-43") a record's data sentence names, in ``words``,
+    joined by "and"; ``other`` when it names neither."""
     data = str(training.get("data", ""))
-    return next((folder for folder in ("train-291", "photos-43") if folder in data), None)
+    return " and ".join(words[folder] for folder in ("train-291", "photos-43") if folder in data) or other
 
 
 def _on_cpu(training: dict) -> bool:
@@ -620,7 +621,7 @@ def trained_card(record: dict) -> dict:
     described = {"train-291": "the 291-image set (91 images + BSDS200)", "photos-43": "a 43-photo set"}
     summary = (
         f"{network} x{scale} trained by srhub on "
-        + described.get(_training_set(training), training["data"].split(" (")[0].removeprefix("random patches of "))
+        + _training_sets(training, described, training["data"].split(" (")[0].removeprefix("random patches of "))
         + f", shipped inside the srhub package (`srhub.load(\"{record['name']}\")` works offline). "
         f"Set5 x{scale}: {set5['psnr']:.2f} dB (bicubic {set5['bicubic_psnr']:.2f} dB"
         + (f", paper {set5['paper_psnr']:.2f} dB" if set5.get("paper_psnr") is not None else "")
@@ -704,7 +705,7 @@ def _trained_on(name: str) -> str:
         training = json.loads(package_weights_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))["training"]
     except (OSError, KeyError, ValueError):
         return "trained by srhub"
-    source = {"train-291": "the 291-image set", "photos-43": "photos-43"}.get(_training_set(training), "its own data")
+    source = _training_sets(training, {"train-291": "the 291-image set", "photos-43": "photos-43"}, "its own data")
     where = "2 CPU cores" if _on_cpu(training) else "one GPU"
     return f"trained by srhub on {source} ({where})"
 

@@ -31,21 +31,23 @@ def _smooth_image(seed: int, size: int) -> np.ndarray:
 
 
 def _run(tmp_path: Path, *extra: str) -> Path:
-    (tmp_path / "train").mkdir()
-    (tmp_path / "val").mkdir()
-    for i in range(4):
-        Image.fromarray(_smooth_image(i, 96)).save(tmp_path / "train" / f"t{i}.png")
+    for folder in ("train", "more", "val"):
+        (tmp_path / folder).mkdir()
+    for i in range(4):  # two training folders, packed together (as train-291 and photos-43 can be)
+        Image.fromarray(_smooth_image(i, 96)).save(tmp_path / ("train", "more")[i % 2] / f"t{i}.png")
     for i in range(2):
         Image.fromarray(_smooth_image(10 + i, 72)).save(tmp_path / "val" / f"v{i}.png")
     env = os.environ | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     packed, out = tmp_path / "packed", tmp_path / "out"
     subprocess.run(
-        [sys.executable, "benchmarks/pack_training_data.py", "--train", str(tmp_path / "train"),
+        [sys.executable, "benchmarks/pack_training_data.py", "--train", str(tmp_path / "train"), str(tmp_path / "more"),
          "--val", str(tmp_path / "val"), "--out", str(packed)],
         cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
     )
+    assert len(list((packed / "train").iterdir())) == 4
     for path in (packed / "train").iterdir():  # lossless: every pixel comes back
-        with Image.open(path) as webp, Image.open(tmp_path / "train" / f"{path.stem}.png") as png:
+        source = next(tmp_path.glob(f"*/{path.stem}.png"))
+        with Image.open(path) as webp, Image.open(source) as png:
             assert np.array_equal(np.asarray(webp.convert("RGB")), np.asarray(png))
     done = subprocess.run(
         [sys.executable, "train/gpu_zoo.py", "--data", str(packed), "--out", str(out), "--device", "cpu",
@@ -73,6 +75,7 @@ def test_gpu_zoo_smoke_run_writes_loadable_best_weights(tmp_path):
     val = tmp_path / "packed" / "Set5"
     for name, result in results.items():
         assert result["steps"] >= 1 and result["best_set5_psnr"] is not None
+        assert result["train_data"] == ["train", "more"]  # the packed folders, for the card
         assert [p["step"] for p in result["curve"]] == sorted(p["step"] for p in result["curve"])
         model = srhub.load(models / name).float()  # strict loading; weights over 1M parameters travel as float16
         scale = model.scale
@@ -193,6 +196,9 @@ def test_fsrcnn_deconvolution_learns_at_a_tenth_of_the_rate():
     assert sorted(g["lr_scale"] for g in groups) == [0.1, 1.0]
     assert {id(p) for g in groups if g["lr_scale"] == 0.1 for p in g["params"]} == deconv
     assert [g["lr_scale"] for g in zoo.param_groups(model, "pisr", model.parameters())] == [1.0]  # the same net, one rate
+    espcn = srhub.ESPCN(scale=3)  # ESPCN's paper: its final layer learns 10 times slower
+    slow = {id(p) for g in zoo.param_groups(espcn, "espcn", espcn.parameters()) if g["lr_scale"] == 0.1 for p in g["params"]}
+    assert slow == {id(p) for p in espcn.conv3.parameters()}
 
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     lq, gt = torch.rand(4, 1, 7, 7), torch.rand(4, 1, 21, 21)
@@ -202,3 +208,11 @@ def test_fsrcnn_deconvolution_learns_at_a_tenth_of_the_rate():
     # Adam's first step moves every weight with a gradient by about its learning rate
     conv = moved["body.feature_extraction.0.weight"]
     assert conv > 0 and moved["body.deconvolution.weight"] == pytest.approx(conv / 10, rel=0.05)
+
+
+def test_a_zoo_card_names_every_folder_the_run_trained_on():
+    from ship_gpu_zoo import training_data
+    from ship_trained import PHOTOS_43, TRAIN_291
+
+    assert training_data({"train_data": ["train-291", "photos-43"]}) == f"{TRAIN_291}; and {PHOTOS_43}"
+    assert training_data({}) == TRAIN_291  # records from before the field: those runs packed train-291
