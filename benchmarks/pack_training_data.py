@@ -7,6 +7,9 @@ folders, 64 MiB in all, so the 291-image set (60 MB of PNG) travels as lossless 
 (every pixel identical; the script checks it) next to Set5's PNGs (validation) and a
 copy of pypng's single-file module (srhub imports it; the device image lacks it).
 
+``--train`` takes several folders (packed together, e.g. train-291 and photos-43) or ``t91``, the
+91-image part of train-291 alone (what SRCNN's and ESPCN's 91-image models trained on).
+
 Writes ``<out>/train/*.webp``, ``<out>/Set5/*.png``, ``<out>/pylib/png.py`` and
 ``<out>/manifest.json`` (file names, sizes and the source folders).
 """
@@ -24,26 +27,45 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".tif")
+# named parts of a shared folder: ``--train t91`` packs Yang et al.'s 91 images alone (the data of
+# SRCNN's and ESPCN's 91-image models), the ``t91_*`` files of train-291
+SUBSETS = {"t91": ("train-291", "t91_*")}
+
+
+def training_images(source: str) -> list[Path]:
+    """The images ``--train`` names by ``source``: a folder's, or a named subset's (:data:`SUBSETS`)."""
+    if source in SUBSETS and not Path(source).is_dir():
+        folder, pattern = SUBSETS[source]
+        paths = sorted((DATASETS / folder).glob(pattern))
+    elif Path(source).is_dir():
+        paths = sorted(Path(source).iterdir())
+    else:
+        raise SystemExit(f"{source}: not a folder, nor a named subset ({', '.join(SUBSETS)})")
+    images = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise SystemExit(f"{source}: no training images there")
+    return images
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="local/gpu-data")
     parser.add_argument("--train", nargs="+", default=[str(DATASETS / "train-291")],
-                        help="training image folders (several: their images together, e.g. train-291 and photos-43)")
+                        help="training image folders (several: their images together, e.g. train-291 and photos-43), "
+                        f"or a named subset of a shared folder ({', '.join(SUBSETS)})")
     parser.add_argument("--val", default=str(DATASETS / "benchmark" / "Set5"))
     parser.add_argument("--limit", type=int, default=None, help="pack only the first N training images (smoke tests)")
     parser.add_argument("--method", type=int, default=4, help="WebP effort 0-6 (4: as small as 6 on these images, 20x faster)")
     args = parser.parse_args()
 
+    sources = [path for source in args.train for path in training_images(source)]
+    if len({p.stem for p in sources}) < len(sources):
+        raise SystemExit("two training images share a file name; they would overwrite each other")
     out = Path(args.out)
     for sub in ("train", "Set5", "pylib"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
-    sources = [p for folder in args.train for p in sorted(Path(folder).iterdir())
-               if p.suffix.lower() in (".png", ".bmp", ".jpg", ".tif")]
-    if len({p.stem for p in sources}) < len(sources):
-        raise SystemExit("two training images share a file name; they would overwrite each other")
     sources = sources[: args.limit] if args.limit else sources
     total = 0
     for path in sources:

@@ -42,6 +42,8 @@ from srhub.training import config_to_dict  # noqa: E402
 DATASETS = ["Set5", "Set14"]
 TRAIN_291 = ("random crops of train-291: Yang et al.'s 91 images and the 200 BSDS300 training images "
              "(research use only, as their authors publish them); LR by MATLAB-bicubic imresize")
+T91 = ("random crops of t91: Yang et al.'s 91 images alone (the t91_* files of the shared 291-image set; research use "
+       "only, as their authors publish them), the data of SRCNN's and ESPCN's 91-image models; LR by MATLAB-bicubic imresize")
 PHOTOS_43 = ("random patches of photos-43 (43 photos and renders from Debian's wallpaper packages, each under the "
              "licence in its package's copyright file; 1200 px long side; LR by MATLAB-bicubic imresize)")
 # measured too where they are on disk (``srhub benchmark --download`` fetches the Hub copies on a connected
@@ -83,7 +85,7 @@ def describe_data(train_config: dict) -> str:
     folder = Path(str(train_config["train_data"])).name
     if train_config.get("train_lq_data"):
         return f"random aligned patches of {folder} paired with the LR images of {Path(train_config['train_lq_data']).name}"
-    return {"train-291": TRAIN_291, "photos-43": PHOTOS_43}.get(folder, f"random patches of {folder} (LR by MATLAB-bicubic imresize)")
+    return {"train-291": TRAIN_291, "t91": T91, "photos-43": PHOTOS_43}.get(folder, f"random patches of {folder} (LR by MATLAB-bicubic imresize)")
 
 
 def _current_record(name: str) -> dict | None:

@@ -597,10 +597,10 @@ def _format_psnr(value: float | None) -> str:
 
 
 def _training_sets(training: dict, words: dict[str, str], other: str) -> str:
-    """The shared training sets ("train-291", "photos-43") a record's data sentence names, in ``words``,
-    joined by "and"; ``other`` when it names neither."""
+    """The shared training sets ("train-291", its 91-image part "t91", "photos-43") a record's data sentence
+    names, in ``words``, joined by "and"; ``other`` when it names none."""
     data = str(training.get("data", ""))
-    return " and ".join(words[folder] for folder in ("train-291", "photos-43") if folder in data) or other
+    return " and ".join(words[folder] for folder in ("train-291", "t91", "photos-43") if folder in data) or other
 
 
 def _on_cpu(training: dict) -> bool:
@@ -618,7 +618,8 @@ def trained_card(record: dict) -> dict:
     gpu_zoo = training["script"].endswith("gpu_zoo.py")  # train/gpu_zoo.py: 291 images, minutes on one GPU
     if training["script"].endswith("pisr.py") or (gpu_zoo and record["name"].startswith("pisr")):
         network = "PISR student (an FSRCNN distilled from a teacher that sees the HR image)"
-    described = {"train-291": "the 291-image set (91 images + BSDS200)", "photos-43": "a 43-photo set"}
+    described = {"train-291": "the 291-image set (91 images + BSDS200)", "t91": "the 91-image set (Yang et al.)",
+                 "photos-43": "a 43-photo set"}
     summary = (
         f"{network} x{scale} trained by srhub on "
         + _training_sets(training, described, training["data"].split(" (")[0].removeprefix("random patches of "))
@@ -705,7 +706,8 @@ def _trained_on(name: str) -> str:
         training = json.loads(package_weights_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))["training"]
     except (OSError, KeyError, ValueError):
         return "trained by srhub"
-    source = _training_sets(training, {"train-291": "the 291-image set", "photos-43": "photos-43"}, "its own data")
+    source = _training_sets(training, {"train-291": "the 291-image set", "t91": "the 91-image set", "photos-43": "photos-43"},
+                            "its own data")
     where = "2 CPU cores" if _on_cpu(training) else "one GPU"
     return f"trained by srhub on {source} ({where})"
 

@@ -212,7 +212,45 @@ def test_fsrcnn_deconvolution_learns_at_a_tenth_of_the_rate():
 
 def test_a_zoo_card_names_every_folder_the_run_trained_on():
     from ship_gpu_zoo import training_data
-    from ship_trained import PHOTOS_43, TRAIN_291
+    from ship_trained import PHOTOS_43, T91, TRAIN_291
 
     assert training_data({"train_data": ["train-291", "photos-43"]}) == f"{TRAIN_291}; and {PHOTOS_43}"
+    assert training_data({"train_data": ["t91"]}) == T91 and "BSDS" not in T91
     assert training_data({}) == TRAIN_291  # records from before the field: those runs packed train-291
+
+
+def test_pack_t91_packs_the_91_images_of_train_291_alone(tmp_path):
+    # the data of ESPCN's and SRCNN's 91-image models, by name; the manifest says which (gpu_zoo records it)
+    from pack_training_data import DATASETS
+
+    train_291 = DATASETS / "train-291"
+    if not train_291.is_dir():
+        pytest.skip("../shared/datasets/train-291 is not beside the checkout")
+    out = tmp_path / "packed"
+    subprocess.run([sys.executable, "benchmarks/pack_training_data.py", "--train", "t91", "--out", str(out)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    packed = sorted(p.stem for p in (out / "train").iterdir())
+    assert packed == sorted(p.stem for p in train_291.glob("t91_*.png")) and len(packed) == 91
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["train_source"] == ["t91"] and manifest["train_images"] == 91
+    missing = subprocess.run([sys.executable, "benchmarks/pack_training_data.py", "--train", str(tmp_path / "empty"),
+                              "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "not a folder" in missing.stderr and "Traceback" not in missing.stderr
+    assert not (tmp_path / "x").exists()  # a mistyped --train writes nothing
+
+
+def test_espcn_trains_on_the_91_images_where_the_pack_holds_them():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_zoo", ROOT / "train" / "gpu_zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+
+    pack = [(f"{name}.webp", torch.full((3, 4, 4), i, dtype=torch.uint8))
+            for i, name in enumerate(["bsd200_1", "t91_a", "t91_b", "wall"])]
+    images, data = zoo.recipe_images("espcn", pack)
+    assert data == ["t91"] and [int(image[0, 0, 0]) for image in images] == [1, 2]
+    images, data = zoo.recipe_images("fsrcnn", pack)  # no subset: every packed image
+    assert data is None and len(images) == 4
+    images, data = zoo.recipe_images("espcn", [pack[0], pack[3]])  # a pack without them: all of it
+    assert data is None and len(images) == 2
