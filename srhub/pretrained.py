@@ -529,7 +529,7 @@ _FSRCNN_CITE = (
 )
 _ESPCN_CITE = (
     "Shi et al., \"Real-Time Single Image and Video Super-Resolution Using an Efficient Sub-Pixel Convolutional "
-    "Neural Network\", CVPR 2016, Table 2 (ImageNet-trained, tanh; Table 1 compares relu variants)"
+    "Neural Network\", CVPR 2016, Table 2 (ImageNet-trained, tanh; its Table 1 compares 91-image and ImageNet models, relu and tanh: 32.55 dB at x3 for the 91-image tanh model, as yjn870/ESPCN-pytorch quotes it)"
 )
 _PISR_CITE = (
     "Lee, Lee, Kim and Ham, \"Learning with Privileged Information for Efficient Image Super-Resolution\", ECCV 2020; "
