@@ -35,11 +35,11 @@ SUBSETS = {"t91": ("train-291", "t91_*")}
 
 def training_images(source: str) -> list[Path]:
     """The images ``--train`` names by ``source``: a folder's, or a named subset's (:data:`SUBSETS`)."""
-    if source in SUBSETS and not Path(source).is_dir():
+    if Path(source).is_dir():
+        paths = sorted(Path(source).iterdir())
+    elif source in SUBSETS:
         folder, pattern = SUBSETS[source]
         paths = sorted((DATASETS / folder).glob(pattern))
-    elif Path(source).is_dir():
-        paths = sorted(Path(source).iterdir())
     else:
         raise SystemExit(f"{source}: not a folder, nor a named subset ({', '.join(SUBSETS)})")
     images = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]

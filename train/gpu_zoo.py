@@ -50,6 +50,7 @@ import tarfile
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,8 @@ from PIL import Image
 from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from pack_training_data import SUBSETS  # the named subsets `--train` packs, e.g. t91
 
 # name -> (architecture, config, loss, lr, batch, lq_patch per scale, colour "y"/"rgb", bf16 + channels-last, weight)
 RECIPES = {
@@ -89,10 +92,10 @@ TRANSFER_DECONV_SHARE = 0.4  # of the transfer's time: the deconvolution alone; 
 # ESPCN: "the final layer learns 10 times slower" (its section 3.2). Batches of 16 rather than 128
 # went on from the shipped espcn-x3 to 32.44 dB on Set5 where 128 stopped at 32.32 (2 CPU cores).
 LAYER_LR = {"fsrcnn": {"body.deconvolution.": 0.1}, "espcn": {"conv3.": 0.1}}
-# Training images by file-name prefix: ESPCN trains on Yang et al.'s 91 images alone (its paper's
+# A named subset (pack_training_data.SUBSETS) a recipe trains on: ESPCN trains on Yang et al.'s 91 images alone (its paper's
 # 91-image model) where the pack holds them. On 2 CPU cores it read 32.72 dB on Set5 x3 after 30 min on
 # them, against 32.50 on the 291 images + photos-43; adding photos-43 to the 91 images cost 0.2 dB (README).
-RECIPE_DATA = {"espcn": ("t91_", "t91")}
+RECIPE_DATA = {"espcn": "t91"}
 # FSRCNN's data augmentation (its section 4.1): every image also downscaled by these factors
 SCALE_AUGMENTATION = {"fsrcnn": (0.9, 0.8, 0.7, 0.6)}
 PISR_SPLIT = (0.25, 0.3, 0.45)  # teacher, student, plain FSRCNN (capped at 1.5x its share to reach the steps)
@@ -297,8 +300,9 @@ def luma_body(model):
 def recipe_images(recipe_name: str, images: list[tuple[str, torch.Tensor]]) -> tuple[list[torch.Tensor], list[str] | None]:
     """The packed ``(file name, image)`` pairs a recipe trains on (:data:`RECIPE_DATA`), and the name of that
     subset for its record; every image and None where the recipe has no subset or the pack lacks it."""
-    prefix, subset = RECIPE_DATA.get(recipe_name, (None, None))
-    chosen = [image for name, image in images if prefix and name.startswith(prefix)]
+    subset = RECIPE_DATA.get(recipe_name)
+    pattern = SUBSETS[subset][1] if subset else None
+    chosen = [image for name, image in images if pattern and fnmatch(Path(name).stem, pattern)]
     return (chosen, [subset]) if chosen else ([image for _, image in images], None)
 
 
