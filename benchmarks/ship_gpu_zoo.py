@@ -62,7 +62,8 @@ def curve_note(result: dict, previous_training: dict | None = None) -> str:
     else:
         curve = _points(result["curve"])
     where = ("one GPU shared with the other zoo workers" if not result.get("device", "").endswith(" CPU")
-             else f"the CPU ({result['device'].removesuffix(' CPU')}), alone")
+             else f"the CPU ({result['device'].removesuffix(' CPU')}), alone" if result.get("threads", 2) > 1
+             else f"one thread of the CPU ({result['device'].removesuffix(' CPU')})")
     note = (f"{result['steps']:,} steps in {result['seconds']:.0f} s on {where}; "
             f"Set5 (EMA / raw) {curve}; kept the {result['best_source']} weights of step "
             f"{result['best_step']:,} ({result['best_set5_psnr']:.2f} dB on Set5 in training).")

@@ -66,10 +66,14 @@ def _check_returned_files(out: Path) -> None:
 
 
 def test_gpu_zoo_smoke_run_writes_loadable_best_weights(tmp_path):
-    out = _run(tmp_path, "--budget-seconds", "10", "--models", "fsrcnn", "--scales", "3", "4")
+    from ship_gpu_zoo import curve_note
+
+    out = _run(tmp_path, "--budget-seconds", "10", "--models", "fsrcnn", "--scales", "3", "4", "--threads", "1")
     _check_returned_files(out)
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"fsrcnn-x3", "fsrcnn-x4"}
+    assert all(r["threads"] == 1 for r in results.values())  # --threads reaches the worker, and the card
+    assert "on one thread of the CPU (" in curve_note(results["fsrcnn-x3"])
     models = tmp_path / "models"
     assert unpack(out, models) == ["fsrcnn-x3", "fsrcnn-x4"]
     val = tmp_path / "packed" / "Set5"
@@ -122,7 +126,7 @@ def test_from_shipped_goes_on_from_the_shipped_weights(tmp_path):
     note = curve_note(result, before)
     assert f"Continued from the weights srhub shipped before ({before['steps']:,} steps" in note and "0.0006" in note
     assert result["device"].endswith(" CPU") and " cores" in result["device"]  # the CPU model, for the card
-    assert "on the CPU (" in note and "GPU" not in note
+    assert result["threads"] == 2 and "on the CPU (" in note and "), alone" in note and "GPU" not in note
 
 
 @pytest.mark.slow

@@ -481,7 +481,7 @@ def worker(args) -> int:
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     label = args.label or args.worker
     out = Path(args.out) / "work" / label
@@ -532,6 +532,8 @@ def worker(args) -> int:
             results[name] = {"train_data": train_data} | result | {"params": model.num_parameters(), "saved_dtype": "float16" if half else "float32",
                                       "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
                                       "torch": torch.__version__, "worker": label}
+            if device.type == "cpu":
+                results[name]["threads"] = torch.get_num_threads()
         (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -620,7 +622,7 @@ def _orchestrate(args, procs: dict) -> int:
                    "--deadline", str(own_deadline),
                    "--started", str(args.started), "--data", args.data, "--out", str(out), "--device", args.device]
         command += ["--smoke"] * args.smoke + ["--no-amp"] * args.no_amp + ["--checks", str(args.checks)]
-        command += ["--from-shipped"] * args.from_shipped
+        command += ["--from-shipped"] * args.from_shipped + ["--threads", str(args.threads)]
         command += (["--models", *models] if models else []) + (["--scales", *map(str, scales)] if scales else [])
         handle = open(out / "work" / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -667,6 +669,8 @@ def main() -> int:
     parser.add_argument("--from-shipped", action="store_true",
                         help="start each model from the weights srhub ships for it (srhub/weights/<name>.safetensors), "
                              f"at {CONTINUE_LR_FACTOR:g} x its learning rate; PISR and unshipped models start from scratch")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU threads per worker (1: two runs side by side on 2 cores, each on its own core)")
     parser.add_argument("--parallel-jobs", action="store_true",
                         help="one process per light job (on a GPU each gets the whole budget instead of a share)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -674,6 +678,8 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--started", type=float, default=time.time(), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, not {args.threads}")
     unknown = set(args.models or ()) - set(RECIPES)
     if unknown:
         parser.error(f"unknown recipes {sorted(unknown)}; known: {', '.join(RECIPES)}")
