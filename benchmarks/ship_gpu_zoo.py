@@ -61,9 +61,13 @@ def curve_note(result: dict, previous_training: dict | None = None) -> str:
                  f"then every layer at lr {tuned['lr']:g} {_points([p for p in result['curve'] if p['step'] > first], most=2)}")
     else:
         curve = _points(result["curve"])
-    where = ("one GPU shared with the other zoo workers" if not result.get("device", "").endswith(" CPU")
-             else f"the CPU ({result['device'].removesuffix(' CPU')}), alone" if result.get("threads", 2) > 1
-             else f"one thread of the CPU ({result['device'].removesuffix(' CPU')})")
+    device = result.get("device", "")
+    if not device.endswith(" CPU"):
+        where = "one GPU shared with the other zoo workers"
+    elif result.get("threads", 2) == 1:  # records before --threads ran on both cores
+        where = f"one thread of the CPU ({device.removesuffix(' CPU')})"
+    else:
+        where = f"the CPU ({device.removesuffix(' CPU')}), alone"
     note = (f"{result['steps']:,} steps in {result['seconds']:.0f} s on {where}; "
             f"Set5 (EMA / raw) {curve}; kept the {result['best_source']} weights of step "
             f"{result['best_step']:,} ({result['best_set5_psnr']:.2f} dB on Set5 in training).")
