@@ -82,6 +82,9 @@ def curve_note(result: dict, previous_training: dict | None = None) -> str:
                  f"then every layer at a tenth of the rate.")
     elif result.get("transfer_from"):
         note += f" FSRCNN's transfer: the {result['transfer_from']} network with only its deconvolution fine-tuned."
+    if result.get("features_from"):
+        note += (f" Its first two layers (conv1, conv2) started as those of {result['features_from']}, with a fresh "
+                 f"sub-pixel layer, at the full learning rate.")
     if result.get("teacher"):
         note += (f" PISR: teacher {result['teacher']['steps']:,} steps ({result['teacher']['seconds']:.0f} s), "
                  f"then the student.")

@@ -129,6 +129,40 @@ def test_from_shipped_goes_on_from_the_shipped_weights(tmp_path):
     assert result["threads"] == 2 and "on the CPU (" in note and "), alone" in note and "GPU" not in note
 
 
+def test_espcn_features_from_x3_start_x4_from_the_x3_network(tmp_path):
+    from ship_gpu_zoo import curve_note
+
+    out = _run(tmp_path, "--budget-seconds", "8", "--models", "espcn", "--scales", "3", "4", "--features-from-x3")
+    results = json.loads((out / "results.json").read_text())
+    assert results["espcn-x3"]["kind"] == "train" and "features_from" not in results["espcn-x3"]
+    result = results["espcn-x4"]
+    assert result["kind"] == "features" and result["features_from"] == "espcn-x3 (this run)"
+    assert result["lr"] == pytest.approx(2e-3) and result["steps"] >= 1  # a fresh start: the full rate
+    assert "started as those of espcn-x3 (this run), with a fresh sub-pixel layer" in curve_note(result)
+    unpack(out, tmp_path / "models")
+    x3, x4 = (srhub.load(tmp_path / "models" / f"espcn-x{s}").state_dict() for s in (3, 4))
+    for key in ("conv1.weight", "conv2.weight"):  # Adam moves each weight about lr per step at most
+        assert (x4[key] - x3[key]).abs().max() <= 3 * result["lr"] * result["steps"], key
+    assert x4["conv3.weight"].shape[0] == 16 and x3["conv3.weight"].shape[0] == 9
+
+
+def test_espcn_features_come_from_the_shipped_x3_when_the_run_has_none():
+    from safetensors.torch import load_file
+
+    sys.path.insert(0, str(ROOT / "train"))
+    from gpu_zoo import load_espcn_features
+
+    model, logged = srhub.models.MODELS["espcn"](scale=4), []
+    fresh = model.conv3.weight.detach().clone()
+    assert load_espcn_features(model, {}, logged.append) == "srhub/weights/espcn-x3.safetensors"
+    shipped = load_file(ROOT / "srhub" / "weights" / "espcn-x3.safetensors")
+    assert torch.equal(model.conv1.weight, shipped["conv1.weight"].float())
+    assert torch.equal(model.conv2.bias, shipped["conv2.bias"].float())
+    assert torch.equal(model.conv3.weight, fresh) and logged
+    with pytest.raises(RuntimeError, match="does not fit"):  # a network without those layers is refused
+        load_espcn_features(srhub.models.MODELS["fsrcnn"](scale=4), {}, logged.append)
+
+
 @pytest.mark.slow
 def test_gpu_zoo_smoke_run_trains_the_whole_zoo(tmp_path):
     out = _run(tmp_path, "--budget-seconds", "30")

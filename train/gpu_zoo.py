@@ -344,7 +344,10 @@ def run_job(recipe_name, scale, kind, *, seconds, device, images, set5s, args, l
         model = MODELS[arch](scale=scale, **config).to(device)
         params = list(model.parameters())
         shipped = ROOT / "srhub" / "weights" / f"{arch}-x{scale}.safetensors"
-        if args.from_shipped and recipe_name == arch and shipped.exists():  # go on from what srhub ships
+        if args.features_from_x3 and recipe_name == "espcn" and scale != 3:  # x3's feature layers, a fresh sub-pixel layer
+            kind = recipe["kind"] = "features"
+            recipe["features_from"] = load_espcn_features(model, done, log)
+        elif args.from_shipped and recipe_name == arch and shipped.exists():  # go on from what srhub ships
             from safetensors.torch import load_file
 
             model.load_state_dict({k: v.float() for k, v in load_file(shipped).items()})  # strict: the same network
@@ -441,6 +444,25 @@ def run_job(recipe_name, scale, kind, *, seconds, device, images, set5s, args, l
     plain.load_state_dict(best["state"])
     outputs[f"fsrcnn-plain-x{scale}"] = (recipe | {"lr": 1e-3, "max_steps": steps} | p_hist | _best(best), plain)
     return outputs
+
+
+def load_espcn_features(model, done: dict, log) -> str:
+    """Give an ESPCN x2 / x4 network the x3 network's feature layers (conv1, conv2), leaving its own
+    sub-pixel layer (conv3) fresh: the x3 trained earlier in this run, else the one srhub ships.
+    Returns where they came from."""
+    from safetensors.torch import load_file
+
+    if "espcn-x3" in done:
+        source, state = "espcn-x3 (this run)", done["espcn-x3"][1].state_dict()
+    else:
+        path = ROOT / "srhub" / "weights" / "espcn-x3.safetensors"
+        source, state = f"srhub/weights/{path.name}", load_file(path)
+    features = {k: v.float() for k, v in state.items() if not k.startswith("conv3.")}
+    missing, unexpected = model.load_state_dict(features, strict=False)  # shapes are checked either way
+    if unexpected or not missing or any(not k.startswith("conv3.") for k in missing):
+        raise RuntimeError(f"{source} does not fit: missing {missing}, unexpected {unexpected}")
+    log(f"espcn: conv1 and conv2 from {source}, a fresh conv3")
+    return source
 
 
 def _best(best: dict) -> dict:
@@ -622,7 +644,8 @@ def _orchestrate(args, procs: dict) -> int:
                    "--deadline", str(own_deadline),
                    "--started", str(args.started), "--data", args.data, "--out", str(out), "--device", args.device]
         command += ["--smoke"] * args.smoke + ["--no-amp"] * args.no_amp + ["--checks", str(args.checks)]
-        command += ["--from-shipped"] * args.from_shipped + ["--threads", str(args.threads)]
+        command += ["--from-shipped"] * args.from_shipped + ["--features-from-x3"] * args.features_from_x3
+        command += ["--threads", str(args.threads)]
         command += (["--models", *models] if models else []) + (["--scales", *map(str, scales)] if scales else [])
         handle = open(out / "work" / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -669,6 +692,9 @@ def main() -> int:
     parser.add_argument("--from-shipped", action="store_true",
                         help="start each model from the weights srhub ships for it (srhub/weights/<name>.safetensors), "
                              f"at {CONTINUE_LR_FACTOR:g} x its learning rate; PISR and unshipped models start from scratch")
+    parser.add_argument("--features-from-x3", action="store_true",
+                        help="ESPCN x2 / x4 start from the x3 network's conv1 and conv2 (this run's x3, else the shipped "
+                             "one) with a fresh sub-pixel layer, at the full learning rate")
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads per worker (1: two runs side by side on 2 cores, each on its own core)")
     parser.add_argument("--parallel-jobs", action="store_true",
