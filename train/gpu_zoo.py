@@ -20,7 +20,9 @@ x2 and x4 start from the x3 network and fine-tune its deconvolution alone, then 
 lr / 10 (the paper stops after the deconvolution). PISR trains its teacher, distils the student, then a plain FSRCNN with the same
 data, loss and number of steps (teacher + student) for the paper's comparison. ESPCN follows its
 91-image model: Yang et al.'s 91 images alone where the pack holds them (``RECIPE_DATA``), batches of
-16 of its 17 px LR sub-images, the last layer at a tenth of the rate.
+16 of its 17 px LR sub-images, the last layer at a tenth of the rate. With ``--features-from-x3``
+ESPCN x2 and x4 start from the x3 network's two feature layers (this run's x3, else the shipped
+one) and learn a fresh sub-pixel layer, FSRCNN's transfer idea applied to ESPCN.
 
 With ``--from-shipped`` every model srhub ships starts from those weights (a warm restart at
 0.3 x its learning rate), so that successive device runs add up instead of starting over.
