@@ -45,6 +45,7 @@ def recipe(record: dict) -> str:
             f"best-on-Set5 {cfg['best_source']} weights"
             + (f", on {' + '.join(cfg['train_data'])}" if cfg.get("train_data", ["train-291"]) != ["train-291"] else "")
             + (", continued from the weights shipped before" if cfg.get("continued_from") else "")
+            + (f", conv1 and conv2 from {cfg['features_from']} at the start" if cfg.get("features_from") else "")
             + (f", images also downscaled by {', '.join(map(str, cfg['scale_augmentation']))}" if cfg.get("scale_augmentation") else "")
             + "".join(f", {prefix.rstrip('.').rpartition('.')[2]} at {factor:g} x lr" for prefix, factor in cfg.get("layer_lr", {}).items())
             + (f", the {cfg['transfer_from']} network, its deconvolution fine-tuned, then every layer at lr / 10" if cfg.get("fine_tune_all")

@@ -187,7 +187,8 @@ def ship(name: str, model, training: dict, *, data_root: str | None = None, must
     behind = [d for d, value in (must_beat or {}).items() if shipped[d]["psnr"] <= value + BEAT_MARGIN_DB]
     if behind:
         for d, value in must_beat.items():
-            print(f"{name} {d}: {shipped[d]['psnr']:.2f} dB vs the previous record's {value:.2f} dB")
+            print(f"{name} {d}: {shipped[d]['psnr']:.4f} dB vs the previous record's {value:.4f} dB "
+                  f"({shipped[d]['psnr'] - value:+.4f}; it must gain more than {BEAT_MARGIN_DB} dB)")
         print(f"not shipped: {name} does not beat its previous record on {', '.join(behind)}")
         return 2
 

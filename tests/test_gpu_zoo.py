@@ -20,6 +20,7 @@ from srhub.metrics import psnr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import results_table  # noqa: E402
 from ship_gpu_zoo import unpack  # noqa: E402
 
 
@@ -139,6 +140,8 @@ def test_espcn_features_from_x3_start_x4_from_the_x3_network(tmp_path):
     assert result["kind"] == "features" and result["features_from"] == "espcn-x3 (this run)"
     assert result["lr"] == pytest.approx(2e-3) and result["steps"] >= 1  # a fresh start: the full rate
     assert "started as those of espcn-x3 (this run), with a fresh sub-pixel layer" in curve_note(result)
+    record = {"training": {"script": "train/gpu_zoo.py", "hardware": result["device"], "steps": result["steps"], "config": result}}
+    assert ", conv1 and conv2 from espcn-x3 (this run) at the start" in results_table.recipe(record)  # the README table
     unpack(out, tmp_path / "models")
     x3, x4 = (srhub.load(tmp_path / "models" / f"espcn-x{s}").state_dict() for s in (3, 4))
     for key in ("conv1.weight", "conv2.weight"):  # Adam moves each weight about lr per step at most
