@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,6 +23,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import results_table  # noqa: E402
 from ship_gpu_zoo import unpack  # noqa: E402
+
+
+def _gpu_zoo():
+    """train/gpu_zoo.py as a module (train/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("gpu_zoo", ROOT / "train" / "gpu_zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    return zoo
 
 
 def _smooth_image(seed: int, size: int) -> np.ndarray:
@@ -152,9 +161,7 @@ def test_espcn_features_from_x3_start_x4_from_the_x3_network(tmp_path):
 def test_espcn_features_come_from_the_shipped_x3_when_the_run_has_none():
     from safetensors.torch import load_file
 
-    sys.path.insert(0, str(ROOT / "train"))
-    from gpu_zoo import load_espcn_features
-
+    load_espcn_features = _gpu_zoo().load_espcn_features
     model, logged = srhub.models.MODELS["espcn"](scale=4), []
     fresh = model.conv3.weight.detach().clone()
     assert load_espcn_features(model, {}, logged.append) == "srhub/weights/espcn-x3.safetensors"
@@ -203,12 +210,9 @@ def test_ship_refuses_a_model_that_does_not_beat_its_previous_record():
 
 
 def test_parallel_jobs_keeps_dependent_jobs_in_one_process():
-    import importlib.util
     from types import SimpleNamespace
 
-    spec = importlib.util.spec_from_file_location("gpu_zoo", ROOT / "train" / "gpu_zoo.py")
-    zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo)
+    zoo = _gpu_zoo()
 
     def plan(**flags):
         defaults = {"models": None, "scales": None, "parallel_jobs": True, "from_shipped": False}
@@ -225,11 +229,7 @@ def test_parallel_jobs_keeps_dependent_jobs_in_one_process():
 
 def test_fsrcnn_deconvolution_learns_at_a_tenth_of_the_rate():
     """FSRCNN's paper: 10^-3 for the convolutions, 10^-4 for the deconvolution (LAYER_LR)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_zoo", ROOT / "train" / "gpu_zoo.py")
-    zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo)
+    zoo = _gpu_zoo()
     torch.manual_seed(0)
     model = srhub.FSRCNN(scale=3)
     groups = zoo.param_groups(model, "fsrcnn", model.parameters())
@@ -282,11 +282,7 @@ def test_pack_t91_packs_the_91_images_of_train_291_alone(tmp_path):
 
 
 def test_espcn_trains_on_the_91_images_where_the_pack_holds_them():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_zoo", ROOT / "train" / "gpu_zoo.py")
-    zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo)
+    zoo = _gpu_zoo()
 
     pack = [(f"{name}.webp", torch.full((3, 4, 4), i, dtype=torch.uint8))
             for i, name in enumerate(["bsd200_1", "t91_a", "t91_b", "wall"])]
